@@ -1,0 +1,584 @@
+"""The learning-rate range test: sweep the LR over a few optimizer steps, record the loss, restore state.
+
+:func:`lr_find` is the one-call entry point. It validates everything first (so bad input never touches
+the model), takes a :class:`~autolr.snapshot.Snapshot`, runs the sweep, restores the snapshot in a
+``finally`` block (after success, an exception in your code, NaN, or Ctrl-C), analyses the curve with
+:func:`~autolr.suggest.suggest`, and returns an :class:`~autolr.result.LRFindResult`.
+
+The sweep is GPU-friendly: per-step losses are written into a tensor on the model's device and read back
+to the host only every ``check_every`` steps, from a copy issued one check earlier, so the host never waits
+for the GPU in the hot loop. The divergence check therefore acts a few steps late; the curve is cut at the
+exact step where the loss diverged.
+
+Example:
+    >>> import torch, autolr
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> model = torch.nn.Linear(4, 1)
+    >>> opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    >>> data = [(torch.randn(16, 4), torch.randn(16, 1)) for _ in range(10)]
+    >>> result = autolr.lr_find(model, opt, data, loss_fn=torch.nn.MSELoss(), num_steps=30, progress=False)
+    >>> len(result.curve) > 0 and opt.param_groups[0]["lr"] == 0.1   # state restored
+    True
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Literal
+
+import torch
+
+from . import distributed as dist
+from . import suggest as _suggest
+from .curve import DEFAULT_SMOOTHING, Curve
+from .errors import AutoLRWarning, ConfigurationError, DataError
+from .param_groups import get_lrs, set_group_value, validate_param_groups
+from .report import Reporter, format_summary
+from .result import LRFindResult
+from .snapshot import Snapshot
+from .suggest import Suggestion
+
+__all__ = ["lr_find", "move_to_device", "sweep_lrs"]
+
+logger = logging.getLogger("autolr")
+
+LossFn = Callable[[Any, Any], torch.Tensor]
+ComputeLoss = Callable[[Any], torch.Tensor]
+
+
+def sweep_lrs(start_lr: float, end_lr: float, num_steps: int, mode: str = "exponential") -> list[float]:
+    """The learning rates of a sweep, one per step, from ``start_lr`` to ``end_lr`` inclusive.
+
+    Example:
+        >>> [f"{x:g}" for x in sweep_lrs(1e-3, 1e-1, 3)]
+        ['0.001', '0.01', '0.1']
+    """
+    if mode == "exponential":
+        ratio = end_lr / start_lr
+        return [start_lr * ratio ** (k / (num_steps - 1)) for k in range(num_steps)]
+    return [start_lr + (end_lr - start_lr) * k / (num_steps - 1) for k in range(num_steps)]
+
+
+def move_to_device(batch: Any, device: torch.device | None, non_blocking: bool = False) -> Any:
+    """Move every tensor in a (nested) tuple, list, dict or namedtuple to ``device``; others unchanged."""
+    if device is None:
+        return batch
+    if torch.is_tensor(batch):
+        return batch.to(device, non_blocking=non_blocking)
+    if isinstance(batch, Mapping):
+        return type(batch)({k: move_to_device(v, device, non_blocking) for k, v in batch.items()})  # type: ignore[call-arg]
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):
+        return type(batch)(*(move_to_device(v, device, non_blocking) for v in batch))
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(move_to_device(v, device, non_blocking) for v in batch)
+    return batch
+
+
+def _cycle(loader: Iterable[Any]) -> Iterator[Any]:
+    """Iterate over ``loader`` forever (a new epoch when one ends); raise DataError if it yields nothing."""
+    while True:
+        empty = True
+        for batch in loader:
+            empty = False
+            yield batch
+        if empty:
+            raise DataError(
+                "the loader yielded no batch; pass a non-empty DataLoader or iterable of batches"
+            )
+
+
+def _model_device(model: torch.nn.Module) -> torch.device | None:
+    devices = {p.device for p in model.parameters()}
+    if len(devices) == 1:
+        return devices.pop()
+    return None  # no parameters, or model parallel: leave batches where they are
+
+
+def _check_number(name: str, value: Any, *, minimum: float | None = None, integer: bool = False) -> None:
+    kind = "an integer" if integer else "a number"
+    ok = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if isinstance(value, bool) or not ok or (not integer and not math.isfinite(value)):
+        raise ConfigurationError(f"{name} must be {kind}, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ConfigurationError(f"{name} must be >= {minimum}, got {value!r}")
+
+
+def _validate(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loader: Any,
+    loss_fn: Any,
+    compute_loss: Any,
+    start_lr: float | Sequence[float],
+    end_lr: float,
+    num_steps: int,
+    mode: str,
+    accumulation_steps: int,
+    max_grad_norm: float | None,
+    divergence_factor: float,
+    smoothing: float,
+    snapshot: str,
+    method: str,
+    keyboard_interrupt: str,
+    val_batches: int,
+    check_every: int,
+) -> list[float]:
+    """Check every argument; return the start LR of every param group. Touches nothing."""
+    if not isinstance(model, torch.nn.Module):
+        raise ConfigurationError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    validate_param_groups(optimizer)
+    if (loss_fn is None) == (compute_loss is None):
+        raise ConfigurationError(
+            "pass exactly one of loss_fn= (called as loss_fn(model(inputs), targets) on (inputs, targets) "
+            "batches) or compute_loss= (called as compute_loss(batch), returns the scalar loss); got "
+            + ("neither" if loss_fn is None else "both")
+        )
+    for name, fn in (("loss_fn", loss_fn), ("compute_loss", compute_loss)):
+        if fn is not None and not callable(fn):
+            raise ConfigurationError(f"{name} must be callable, got {type(fn).__name__}")
+    if loader is None or not hasattr(loader, "__iter__"):
+        raise ConfigurationError(f"loader must be an iterable of batches (e.g. a DataLoader), got {loader!r}")
+    with contextlib.suppress(TypeError):
+        if len(loader) == 0:
+            raise DataError("the loader is empty (len 0); pass a loader with at least one batch")
+    if mode not in ("exponential", "linear"):
+        raise ConfigurationError(f"mode must be 'exponential' or 'linear', got {mode!r}")
+    _check_number("num_steps", num_steps, minimum=2, integer=True)
+    _check_number("end_lr", end_lr)
+    starts = list(start_lr) if isinstance(start_lr, (list, tuple)) else [start_lr]
+    for s in starts:
+        _check_number("start_lr", s)
+    if not all(s > 0 for s in starts) or end_lr <= 0:
+        raise ConfigurationError(
+            f"learning rates must be > 0, got start_lr={start_lr!r}, end_lr={end_lr!r}; e.g. start_lr=1e-7, end_lr=10"
+        )
+    if starts[0] >= end_lr:
+        raise ConfigurationError(
+            f"start_lr ({starts[0]!r}) must be below end_lr ({end_lr!r}); the sweep goes up, e.g. 1e-7 -> 10"
+        )
+    groups = optimizer.param_groups
+    if len(starts) == 1:
+        current = get_lrs(optimizer)
+        starts = [starts[0] * lr / current[0] for lr in current]
+    elif len(starts) != len(groups):
+        raise ConfigurationError(
+            f"start_lr has {len(starts)} values but the optimizer has {len(groups)} param groups; "
+            "pass one start_lr per group, or one float (then the groups keep their current ratios)"
+        )
+    _check_number("accumulation_steps", accumulation_steps, minimum=1, integer=True)
+    _check_number("check_every", check_every, minimum=1, integer=True)
+    _check_number("val_batches", val_batches, minimum=1, integer=True)
+    if max_grad_norm is not None:
+        _check_number("max_grad_norm", max_grad_norm)
+        if max_grad_norm <= 0:
+            raise ConfigurationError(f"max_grad_norm must be > 0 or None, got {max_grad_norm!r}")
+    _check_number("divergence_factor", divergence_factor)
+    if divergence_factor <= 1:
+        raise ConfigurationError(
+            f"divergence_factor must be > 1 (stop when the smoothed loss exceeds factor x its best), "
+            f"got {divergence_factor!r}; the usual value is 4"
+        )
+    _check_number("smoothing", smoothing)
+    if not 0 <= smoothing < 1:
+        raise ConfigurationError(f"smoothing (EMA decay) must be in [0, 1), got {smoothing!r}; e.g. 0.9")
+    if snapshot not in ("cpu", "disk"):
+        raise ConfigurationError(f"snapshot must be 'cpu' (memory) or 'disk' (temp dir), got {snapshot!r}")
+    if method not in _suggest.STRATEGIES:
+        raise ConfigurationError(f"method must be one of {sorted(_suggest.STRATEGIES)}, got {method!r}")
+    if keyboard_interrupt not in ("raise", "stop"):
+        raise ConfigurationError(f"keyboard_interrupt must be 'raise' or 'stop', got {keyboard_interrupt!r}")
+    model_params = {id(p) for p in model.parameters() if p.requires_grad}
+    opt_params = {id(p) for g in groups for p in g["params"]}
+    if model_params and not model_params & opt_params:
+        raise ConfigurationError(
+            "the optimizer holds none of the model's trainable parameters; build it from this model, "
+            "e.g. torch.optim.AdamW(model.parameters())"
+        )
+    if any("initial_lr" in g for g in groups):
+        warnings.warn(
+            "a learning-rate scheduler is already attached to this optimizer (param groups have 'initial_lr'). "
+            "autolr restores the optimizer afterwards, but that scheduler was built from the old learning rate "
+            "and will overwrite the one you apply. Run lr_find before creating the scheduler, or use "
+            "autolr.AutoLR, which builds the scheduler from the result.",
+            AutoLRWarning,
+            stacklevel=3,
+        )
+    return [float(s) for s in starts]
+
+
+class _DivergenceMonitor:
+    """Reads the device loss buffer a check late and applies the stop rules on the host."""
+
+    def __init__(self, losses: torch.Tensor, smoothing: float, divergence_factor: float) -> None:
+        self.losses = losses
+        cuda = losses.device.type == "cuda"
+        self.host = torch.empty(losses.shape, dtype=losses.dtype, pin_memory=cuda)
+        self.event = torch.cuda.Event() if cuda else None
+        self.pending = 0  # number of values covered by the copy in flight
+        self.seen = 0
+        self.beta, self.factor = smoothing, divergence_factor
+        self.avg = self.weight = 0.0
+        self.best = math.inf
+        self.smoothed = math.nan
+        self.stop_at: int | None = None
+        self.reason = "completed"
+        self.host_reads = 0
+
+    def check(self, count: int) -> None:
+        """Analyse the values copied at the previous check, then start copying the first ``count``."""
+        if self.event is not None:
+            self.event.synchronize()  # issued a whole check earlier: in practice already done
+        self._analyse(self.pending)
+        if self.stop_at is None:
+            self.host[:count].copy_(self.losses[:count], non_blocking=self.event is not None)
+            if self.event is not None:
+                self.event.record()
+            self.pending = count
+
+    def flush(self, count: int) -> None:
+        """Final, synchronous read of every value (end of sweep)."""
+        self.check(count)
+        self.check(count)
+
+    def _analyse(self, upto: int) -> None:
+        if upto <= self.seen or self.stop_at is not None:
+            return
+        values = self.host[self.seen:upto].tolist()
+        self.host_reads += 1
+        for j, v in enumerate(values, start=self.seen):
+            if not math.isfinite(v):
+                self.stop_at, self.reason = j, "non_finite"
+                return
+            self.avg = self.beta * self.avg + (1 - self.beta) * v
+            self.weight = self.beta * self.weight + (1 - self.beta)
+            self.smoothed = self.avg / self.weight
+            if j >= 1 and self.smoothed > self.factor * self.best and self.best > 0:
+                self.stop_at, self.reason = j, "diverged"
+                return
+            self.best = min(self.best, self.smoothed)
+        self.seen = upto
+
+
+def lr_find(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loader: Iterable[Any],
+    *,
+    loss_fn: LossFn | None = None,
+    compute_loss: ComputeLoss | None = None,
+    start_lr: float | Sequence[float] = 1e-7,
+    end_lr: float = 10.0,
+    num_steps: int = 100,
+    mode: Literal["exponential", "linear"] = "exponential",
+    accumulation_steps: int = 1,
+    max_grad_norm: float | None = None,
+    scaler: Any = None,
+    autocast_dtype: torch.dtype | None = None,
+    val_loader: Iterable[Any] | None = None,
+    val_batches: int = 4,
+    divergence_factor: float = 4.0,
+    smoothing: float = DEFAULT_SMOOTHING,
+    check_every: int = 4,
+    snapshot: Literal["cpu", "disk"] = "cpu",
+    method: str = "default",
+    apply: bool = False,
+    keyboard_interrupt: Literal["raise", "stop"] = "raise",
+    progress: bool = True,
+    reporters: Sequence[Reporter] = (),
+    device: torch.device | str | None = None,
+) -> LRFindResult:
+    """Run a learning-rate range test on your model, optimizer and data; restore everything afterwards.
+
+    The LR of param group 0 goes from ``start_lr`` to ``end_lr`` over ``num_steps`` optimizer steps
+    (exponentially by default); every other group is scaled by the same factor, so the ratios between
+    groups are kept. The test stops early when the smoothed loss exceeds ``divergence_factor`` times its
+    best value, or a loss is NaN/inf. Afterwards the model, optimizer, scaler and RNGs are restored bit for
+    bit; with ``apply=True`` the suggested LR is then set on every group (ratios kept).
+
+    Args:
+        model: the model to train (may be wrapped in DDP).
+        optimizer: its optimizer; every param group needs a positive ``lr``.
+        loader: a DataLoader or any iterable of batches; cycled when shorter than the test.
+        loss_fn: for ``(inputs, targets)`` batches: ``loss = loss_fn(model(inputs), targets)``.
+        compute_loss: for anything else: ``loss = compute_loss(batch)`` (a scalar tensor with a graph).
+        start_lr: first LR of group 0, or one value per group.
+        end_lr: last LR of group 0.
+        num_steps: optimizer steps in the sweep (each is ``accumulation_steps`` micro-batches).
+        mode: ``"exponential"`` (default) or ``"linear"`` spacing of the LRs.
+        accumulation_steps: micro-batches per optimizer step; the point is their mean loss.
+        max_grad_norm: clip the gradient norm to this value before each step.
+        scaler: a ``torch.amp.GradScaler``; steps it skips (inf/NaN gradients) are not recorded.
+        autocast_dtype: run forward passes under ``torch.autocast`` with this dtype (e.g. torch.bfloat16).
+        val_loader: measure the loss on ``val_batches`` fixed batches from this loader after every step
+            (less noisy, costs extra forward passes) instead of the training loss.
+        val_batches: number of held-out batches used in validation mode.
+        divergence_factor: stop when the smoothed loss exceeds this many times its best value.
+        smoothing: EMA decay of the smoothed curve (display and divergence check).
+        check_every: read losses back to the host every this many steps (higher = fewer syncs on GPU).
+        snapshot: ``"cpu"`` (memory, no extra GPU memory) or ``"disk"`` (private temp dir).
+        method: suggestion strategy, see :data:`autolr.suggest.STRATEGIES`.
+        apply: set the suggested LR on the optimizer after the restore.
+        keyboard_interrupt: ``"raise"`` (restore, then re-raise Ctrl-C) or ``"stop"`` (end the sweep there
+            and analyse what was measured).
+        progress: show a tqdm progress bar (rank 0 only).
+        reporters: :class:`~autolr.report.Reporter` objects told about the result.
+        device: where batches are moved; default: the device of the model's parameters.
+
+    Returns:
+        An :class:`~autolr.result.LRFindResult` with the curve and the suggestion.
+
+    Raises:
+        ConfigurationError: a bad argument (before anything is touched).
+        DataError: empty loader, or a loss that is not a scalar tensor with a graph (state restored).
+
+    Example:
+        >>> import torch, autolr
+        >>> model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
+        >>> opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        >>> data = [(torch.randn(32, 8), torch.randint(0, 2, (32,))) for _ in range(8)]
+        >>> res = autolr.lr_find(model, opt, data, loss_fn=torch.nn.CrossEntropyLoss(), progress=False)
+        >>> res.curve.stop_reason in ("completed", "diverged", "non_finite")
+        True
+    """
+    starts = _validate(
+        model, optimizer, loader, loss_fn, compute_loss, start_lr, end_lr, num_steps, mode,
+        accumulation_steps, max_grad_norm, divergence_factor, smoothing, snapshot, method,
+        keyboard_interrupt, val_batches, check_every,
+    )
+    initial_lrs = tuple(get_lrs(optimizer))
+    target = torch.device(device) if device is not None else _model_device(model)
+    settings = {
+        "start_lr": starts[0], "end_lr": float(end_lr), "num_steps": num_steps, "mode": mode,
+        "accumulation_steps": accumulation_steps, "max_grad_norm": max_grad_norm,
+        "divergence_factor": divergence_factor, "smoothing": smoothing, "method": method,
+        "loss_kind": "validation" if val_loader is not None else "train",
+        "world_size": dist.get_world_size(), "optimizer": type(optimizer).__name__,
+        "amp": str(autocast_dtype) if autocast_dtype is not None else None, "scaler": scaler is not None,
+    }
+    with Snapshot.take(model, optimizer, scaler=scaler, storage=snapshot):
+        curve = _sweep(
+            model, optimizer, loader, loss_fn=loss_fn, compute_loss=compute_loss, starts=starts,
+            end_lr=end_lr, num_steps=num_steps, mode=mode, accumulation_steps=accumulation_steps,
+            max_grad_norm=max_grad_norm, scaler=scaler, autocast_dtype=autocast_dtype,
+            val_loader=val_loader, val_batches=val_batches, divergence_factor=divergence_factor,
+            smoothing=smoothing, check_every=check_every, keyboard_interrupt=keyboard_interrupt,
+            progress=progress, device=target,
+        )
+    suggestion: Suggestion = dist.broadcast_object(
+        _suggest.suggest(curve.lrs, curve.losses, method=method) if dist.is_rank_zero() else None
+    )
+    result = LRFindResult(curve, suggestion, initial_lrs=initial_lrs, settings=settings)
+    if apply:
+        result.apply(optimizer)
+    if dist.is_rank_zero():
+        logger.info("%s", format_summary(result))
+        for reporter in reporters:
+            _safe_report(reporter.range_test_end, result)
+    return result
+
+
+_warned_reporters: set[str] = set()
+
+
+def _safe_report(fn: Callable[..., None], *args: Any) -> None:
+    """Call a reporter method; a failure warns once per reporter type and never reaches training."""
+    try:
+        fn(*args)
+    except Exception as exc:  # reporting must never break training
+        name = type(getattr(fn, "__self__", fn)).__name__
+        if name not in _warned_reporters:
+            _warned_reporters.add(name)
+            warnings.warn(f"autolr reporter {name} failed and was skipped: {exc!r}", AutoLRWarning, stacklevel=3)
+
+
+def _sweep(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loader: Iterable[Any],
+    *,
+    loss_fn: LossFn | None,
+    compute_loss: ComputeLoss | None,
+    starts: list[float],
+    end_lr: float,
+    num_steps: int,
+    mode: str,
+    accumulation_steps: int,
+    max_grad_norm: float | None,
+    scaler: Any,
+    autocast_dtype: torch.dtype | None,
+    val_loader: Iterable[Any] | None,
+    val_batches: int,
+    divergence_factor: float,
+    smoothing: float,
+    check_every: int,
+    keyboard_interrupt: str,
+    progress: bool,
+    device: torch.device | None,
+) -> Curve:
+    """Run the sweep (inside a snapshot) and return the measured curve."""
+    ratios = [s / starts[0] for s in starts]
+    lrs = sweep_lrs(starts[0], end_lr, num_steps, mode)
+    loss_device = device if device is not None else torch.device("cpu")
+    losses = torch.full((num_steps,), math.nan, dtype=torch.float32, device=loss_device)
+    monitor = _DivergenceMonitor(losses, smoothing, divergence_factor)
+    non_blocking = loss_device.type == "cuda"
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    autocast = (
+        (lambda: torch.autocast(loss_device.type, dtype=autocast_dtype))
+        if autocast_dtype is not None else contextlib.nullcontext
+    )
+
+    def batch_loss(batch: Any) -> torch.Tensor:
+        batch = move_to_device(batch, device, non_blocking)
+        with autocast():
+            if compute_loss is not None:
+                return compute_loss(batch)
+            if not isinstance(batch, (tuple, list)) or len(batch) != 2:
+                raise DataError(
+                    f"loss_fn expects (inputs, targets) batches, got {type(batch).__name__}"
+                    + (f" of length {len(batch)}" if isinstance(batch, (tuple, list)) else "")
+                    + "; pass compute_loss=lambda batch: ... that returns the loss for your batch format"
+                )
+            assert loss_fn is not None
+            return loss_fn(model(batch[0]), batch[1])
+
+    held_out = [move_to_device(b, device) for _, b in zip(range(val_batches), val_loader)] if val_loader else []
+    if val_loader is not None and not held_out:
+        raise DataError("val_loader yielded no batch; pass a non-empty validation loader or val_loader=None")
+    if not model.training:  # the user called model.eval(); a range test trains (restored afterwards)
+        model.train()
+    modes = [(m, m.training) for m in model.modules()]  # submodules the user froze in eval mode stay so
+
+    def validation_loss() -> torch.Tensor:
+        model.eval()
+        with torch.no_grad():
+            total = sum(batch_loss(b).detach().float() for b in held_out)
+        for m, training in modes:
+            m.training = training
+        return total / len(held_out)
+
+    stepped = [False]
+
+    def on_step(*_: Any) -> None:
+        stepped[0] = True
+
+    handle = optimizer.register_step_post_hook(on_step)
+    data = _cycle(loader)
+    if dist.is_distributed():  # every rank must agree that there is data, or the others would hang
+        empty, first = torch.tensor(0.0, device=loss_device), None
+        try:
+            first = next(data)
+        except DataError:
+            empty.fill_(1.0)
+        if dist.all_reduce_max(empty).item() > 0:
+            raise DataError("a rank's loader yielded no batch; every rank needs at least one batch")
+        data = _chain_first(first, data)
+    bar = _progress_bar(num_steps, progress and dist.is_rank_zero())
+    count = skipped = 0
+    max_skips = max(20, num_steps)
+    stop_reason = "completed"
+    started = time.perf_counter()
+    checked_loss = False
+    try:
+        while count < num_steps:
+            for group, ratio in zip(optimizer.param_groups, ratios):
+                set_group_value(group, "lr", lrs[count] * ratio)
+            optimizer.zero_grad(set_to_none=True)
+            total = torch.zeros((), dtype=torch.float32, device=loss_device)
+            for _ in range(accumulation_steps):
+                loss = batch_loss(next(data))
+                if not checked_loss:
+                    _check_loss(loss)
+                    checked_loss = True
+                total += loss.detach().float()
+                scaled = loss / accumulation_steps
+                (scaler.scale(scaled) if scaler is not None else scaled).backward()
+            if max_grad_norm is not None:
+                if scaler is not None:
+                    scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+            stepped[0] = False
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            if not stepped[0]:  # the scaler skipped this step: not a point on the curve
+                skipped += 1
+                if skipped > max_skips:
+                    logger.warning("autolr: GradScaler skipped %d steps in a row; stopping the sweep", skipped)
+                    break
+                continue
+            point = validation_loss() if held_out else total / accumulation_steps
+            losses[count] = dist.all_reduce_mean(point)
+            count += 1
+            bar.update(1)
+            if count % check_every == 0:
+                monitor.check(count)
+                if math.isfinite(monitor.smoothed):
+                    bar.set_postfix(lr=f"{lrs[count - 1]:.2e}", loss=f"{monitor.smoothed:.4g}", refresh=False)
+                if monitor.stop_at is not None:
+                    break
+    except KeyboardInterrupt:
+        if keyboard_interrupt == "raise":
+            raise
+        stop_reason = "interrupted"
+        logger.warning("autolr: range test interrupted after %d steps; analysing what was measured", count)
+    finally:
+        handle.remove()
+        bar.close()
+    monitor.flush(count)
+    end = count
+    if monitor.stop_at is not None:
+        end, stop_reason = monitor.stop_at + 1, monitor.reason
+        if count > end:
+            logger.debug("autolr: divergence seen %d steps late; curve cut at step %d", count - end, end)
+    values = monitor.host[:end].tolist()
+    return Curve(
+        lrs=lrs[:end], losses=values, smoothing=smoothing, stop_reason=stop_reason, num_steps=num_steps,
+        skipped_steps=skipped, wall_time=time.perf_counter() - started, group_ratios=tuple(ratios),
+        mode=mode, loss_kind="validation" if held_out else "train",
+    )
+
+
+def _chain_first(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
+    yield first
+    yield from rest
+
+
+def _check_loss(loss: Any) -> None:
+    if not torch.is_tensor(loss):
+        raise DataError(
+            f"the loss must be a torch.Tensor, got {type(loss).__name__}; return the loss tensor itself, "
+            "not loss.item()"
+        )
+    if loss.numel() != 1:
+        raise DataError(
+            f"the loss must be a scalar tensor, got shape {tuple(loss.shape)}; reduce it (e.g. loss.mean()) "
+            "or use a loss with reduction='mean'"
+        )
+    if not loss.requires_grad:
+        raise DataError(
+            "the loss has no gradient graph (requires_grad=False); compute it from the model's output "
+            "without torch.no_grad() or .detach()"
+        )
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None: ...
+    def set_postfix(self, **kwargs: Any) -> None: ...
+    def close(self) -> None: ...
+
+
+def _progress_bar(total: int, enabled: bool) -> Any:
+    if not enabled:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="autolr range test", unit="step", leave=False)

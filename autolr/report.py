@@ -1,0 +1,145 @@
+"""Decisions as data, and the sinks that render them.
+
+Every choice autolr makes (the learning rate, the schedule, the weight decay, a guard intervention) is a
+:class:`Decision`: a value, the alternatives that were considered, a plain-language reason and the numbers
+behind it. The core hands decisions, curves and training metrics to :class:`Reporter` objects; the
+terminal summary here and the W&B reporter in ``autolr.integrations.wandb`` are two of them.
+
+Example:
+    >>> d = Decision("lr", 3e-3, "steepest stable descent", alternatives={"minimum": 1e-2})
+    >>> d.to_dict()["alternatives"]
+    {'minimum': 0.01}
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .result import LRFindResult
+
+__all__ = ["Decision", "LoggingReporter", "Reporter", "format_lr", "format_summary"]
+
+logger = logging.getLogger("autolr")
+
+
+def format_lr(value: float | None) -> str:
+    """Format a learning rate compactly (``3.2e-03``); ``None`` becomes ``"none"``."""
+    if value is None or not math.isfinite(value):
+        return "none"
+    return f"{value:.2e}"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One decision autolr made, with what it considered and why.
+
+    Attributes:
+        name: what was decided, e.g. ``"lr"``, ``"schedule"``, ``"weight_decay"``, ``"guard"``.
+        value: the value chosen (a float, a string, a small dict; JSON-ready).
+        reason: plain-language explanation a user can act on.
+        alternatives: other candidates, name -> value.
+        evidence: the numbers the decision was based on, name -> value.
+        step: training step the decision was taken at (``None`` for decisions before training).
+    """
+
+    name: str
+    value: Any
+    reason: str
+    alternatives: Mapping[str, Any] = field(default_factory=dict)
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+    step: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return {
+            "name": self.name,
+            "value": self.value,
+            "reason": self.reason,
+            "alternatives": dict(self.alternatives),
+            "evidence": dict(self.evidence),
+            "step": self.step,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Decision:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            name=str(data["name"]),
+            value=data.get("value"),
+            reason=str(data.get("reason", "")),
+            alternatives=dict(data.get("alternatives", {})),
+            evidence=dict(data.get("evidence", {})),
+            step=data.get("step"),
+        )
+
+
+class Reporter:
+    """Receives what autolr measured and decided. Override the methods you need; all default to no-ops.
+
+    The core calls, in order: :meth:`range_test_end` once per range test, :meth:`decisions` when a plan
+    is applied, :meth:`training_metrics` during training (batched, never more than once per step),
+    :meth:`decisions` again for guard interventions, and :meth:`close` at the end. A reporter must never
+    raise into training: the core catches and warns, but a well-behaved reporter handles its own errors.
+
+    Example:
+        >>> class Collect(Reporter):
+        ...     def __init__(self):
+        ...         self.names = []
+        ...     def decisions(self, decisions):
+        ...         self.names += [d.name for d in decisions]
+        >>> r = Collect(); r.decisions([Decision("lr", 1e-3, "because")]); r.names
+        ['lr']
+    """
+
+    def range_test_end(self, result: LRFindResult) -> None:
+        """A range test finished (state already restored); ``result`` holds the curve and suggestion."""
+
+    def decisions(self, decisions: Sequence[Decision]) -> None:
+        """Decisions were taken (a plan applied, or a guard intervention during training)."""
+
+    def training_metrics(self, step: int, metrics: Mapping[str, float]) -> None:
+        """Metrics for one training step (learning rates, weight decay, observed loss)."""
+
+    def close(self) -> None:
+        """Training is over; flush and release resources."""
+
+
+def format_summary(result: LRFindResult | None = None, decisions: Sequence[Decision] = ()) -> str:
+    """A short, human-readable summary of a range test and/or a plan."""
+    lines: list[str] = []
+    if result is not None:
+        c, s = result.curve, result.suggestion
+        lines.append(
+            f"autolr range test: {len(c)} points, lr {format_lr(c.lrs[0] if len(c) else None)}"
+            f" -> {format_lr(c.lrs[-1] if len(c) else None)}, stopped: {c.stop_reason}"
+            f" ({c.stop_description}), {c.wall_time:.1f}s"
+        )
+        if s.lr is None:
+            lines.append(f"  no learning rate suggested: {s.reason}")
+        else:
+            lines.append(
+                f"  suggested lr {format_lr(s.lr)} ({s.method}, confidence {s.confidence:.2f}): {s.reason}"
+            )
+        alts = ", ".join(f"{k} {format_lr(v)}" for k, v in s.alternatives.items())
+        if alts:
+            lines.append(f"  alternatives: {alts}")
+    for d in decisions:
+        value = format_lr(d.value) if isinstance(d.value, float) else d.value
+        lines.append(f"  {d.name}: {value} — {d.reason}")
+    return "\n".join(lines)
+
+
+class LoggingReporter(Reporter):
+    """Writes the summary of range tests and decisions to the ``autolr`` logger (INFO)."""
+
+    def range_test_end(self, result: LRFindResult) -> None:
+        logger.info("%s", format_summary(result))
+
+    def decisions(self, decisions: Sequence[Decision]) -> None:
+        if decisions:
+            logger.info("autolr plan\n%s", format_summary(None, decisions))

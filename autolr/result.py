@@ -1,0 +1,157 @@
+"""What :func:`autolr.lr_find` returns: the curve, the suggestion, and ways to use, save and show them.
+
+Example:
+    >>> import numpy as np
+    >>> from autolr.curve import Curve
+    >>> from autolr.suggest import suggest
+    >>> curve = Curve(lrs=np.geomspace(1e-5, 1, 60), losses=np.linspace(2, 1, 60))
+    >>> result = LRFindResult(curve, suggest(curve.lrs, curve.losses))
+    >>> LRFindResult.from_dict(result.to_dict()).curve.stop_reason
+    'completed'
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .curve import Curve
+from .errors import AutoLRWarning
+from .suggest import Suggestion
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["LRFindResult"]
+
+logger = logging.getLogger("autolr")
+
+_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True, eq=False)
+class LRFindResult:
+    """The outcome of a range test. State has already been restored when you get one.
+
+    Attributes:
+        curve: the measured :class:`~autolr.curve.Curve`.
+        suggestion: the :class:`~autolr.suggest.Suggestion` for param group 0.
+        initial_lrs: every param group's learning rate before the test.
+        settings: the range-test settings used (start/end LR, steps, mode, ...), JSON-ready.
+    """
+
+    curve: Curve
+    suggestion: Suggestion
+    initial_lrs: tuple[float, ...] = ()
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def lr(self) -> float | None:
+        """Shortcut for ``suggestion.lr``."""
+        return self.suggestion.lr
+
+    def suggested_lrs(self) -> list[float] | None:
+        """The suggested learning rate of every param group (ratios between groups kept), or None."""
+        if self.suggestion.lr is None:
+            return None
+        return [self.suggestion.lr * r for r in self.curve.group_ratios]
+
+    def apply(self, optimizer: torch.optim.Optimizer) -> list[float] | None:
+        """Set the suggested learning rate on every param group, keeping the ratios between groups.
+
+        Returns the learning rates set, or ``None`` (with a warning, optimizer untouched) when there is no
+        suggestion.
+
+        Example:
+            >>> import torch
+            >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+            >>> LRFindResult(Curve([1e-3], [1.0]), Suggestion(0.01, "x", 1.0, "r")).apply(opt)
+            [0.01]
+        """
+        from .param_groups import set_lrs
+
+        lrs = self.suggested_lrs()
+        if lrs is None:
+            warnings.warn(
+                f"autolr has no learning rate to apply, the optimizer is unchanged: {self.suggestion.reason}",
+                AutoLRWarning,
+                stacklevel=2,
+            )
+            return None
+        if len(lrs) != len(optimizer.param_groups):
+            from .errors import ConfigurationError
+
+            raise ConfigurationError(
+                f"this result was measured with {len(lrs)} param groups but the optimizer has "
+                f"{len(optimizer.param_groups)}; apply it to the optimizer the range test ran on"
+            )
+        set_lrs(optimizer, lrs)
+        return lrs
+
+    # -- serialisation ---------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict of everything in the result."""
+        return {
+            "format_version": _FORMAT_VERSION,
+            "curve": self.curve.to_dict(),
+            "suggestion": self.suggestion.to_dict(),
+            "initial_lrs": list(self.initial_lrs),
+            "settings": dict(self.settings),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LRFindResult:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            curve=Curve.from_dict(data["curve"]),
+            suggestion=Suggestion.from_dict(data["suggestion"]),
+            initial_lrs=tuple(data.get("initial_lrs", ())),
+            settings=dict(data.get("settings", {})),
+        )
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the result as JSON; returns the path."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2, allow_nan=False))
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> LRFindResult:
+        """Read a result written by :meth:`save`."""
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    # -- display ----------------------------------------------------------------------------------------
+    def summary(self) -> str:
+        """A few lines of text: range, stop reason, suggestion, reason, alternatives."""
+        from .report import format_summary
+
+        return format_summary(self)
+
+    def plot(self, ax: Any = None, *, show_alternatives: bool = True) -> Any:
+        """Draw loss against learning rate (log x axis): raw and smoothed, suggestion and alternatives.
+
+        Needs matplotlib (``pip install "torch-autolr[plot]"``). Returns the matplotlib ``Axes``.
+        """
+        from .plotting import plot_curve
+
+        return plot_curve(self, ax=ax, show_alternatives=show_alternatives)
+
+    def save_report(self, directory: str | os.PathLike[str], decisions: Any = ()) -> Path:
+        """Write ``report.html``, ``curve.png`` and ``result.json`` into ``directory``; returns the HTML path."""
+        from .local_report import write_report
+
+        return write_report(self, directory, decisions=decisions)
+
+    def __repr__(self) -> str:
+        s = self.suggestion
+        return (
+            f"LRFindResult(lr={s.lr!r}, method={s.method!r}, confidence={s.confidence:.2f}, "
+            f"points={len(self.curve)}, stop_reason={self.curve.stop_reason!r})"
+        )

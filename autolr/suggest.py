@@ -1,0 +1,381 @@
+"""Curve -> learning-rate suggestion. Pure numpy/scipy; never imports torch.
+
+Every rule reads the same :class:`Features`, computed once by :func:`analyse` with the x axis in log10 LR:
+
+1. Keep the finite points, resample them on a uniform log10-LR grid (NaN gaps are interpolated).
+2. Robust noise ``sigma`` from second differences (``1.4826 * MAD / sqrt(6)``), which ignores smooth trends.
+3. Clip outliers to a 5-point running median ``+- 3 sigma`` (a Hampel filter) and cap the blow-up at
+   ``min + 2 * max(drop, 3 sigma)``, so the divergence tail cannot drag the smoothed minimum.
+4. Smooth with a zero-phase Savitzky-Golay filter (quadratic, about one decade wide); its first derivative is the
+   slope against log10 LR. (The EMA shown to users lags and shifts the curve right, so it is never analysed.)
+
+Every threshold is a fraction of the drop (start level minus smoothed minimum) or a multiple of the noise, so
+the result does not change when a constant is added to the loss or the loss is rescaled.
+
+Example:
+    >>> import numpy as np
+    >>> lrs = np.geomspace(1e-7, 10, 100)
+    >>> x = np.log10(lrs)
+    >>> losses = 0.5 + 2 / (1 + np.exp(2 * (x + 3.5))) + np.exp(4 * (x + 0.5))
+    >>> s = suggest(lrs, losses)
+    >>> 1e-5 < s.lr < 1e-2, s.method
+    (True, 'default')
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "MIN_POINTS",
+    "MIN_SNR",
+    "STRATEGIES",
+    "Features",
+    "Suggestion",
+    "analyse",
+    "default",
+    "minimum",
+    "smooth_log",
+    "steepest",
+    "suggest",
+    "valley",
+]
+
+#: Fewest finite losses worth analysing.
+MIN_POINTS = 15
+#: Width of the smoothing window, in decades of LR (at least 5 and at most a quarter of the points).
+WINDOW_DECADES = 1.0
+#: A drop (or rise) counts only when it is this many times the noise of the smoothed curve.
+MIN_SNR = 6.0
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """A suggested learning rate (for param group 0), or ``None`` with the reason why not.
+
+    Attributes:
+        lr: the suggested learning rate, or ``None`` when the curve shows no good one.
+        method: name of the strategy that produced ``lr``.
+        confidence: 0 (a guess) to 1 (a clear, long, stable descent).
+        reason: plain language; when ``lr`` is None, says what the user should change.
+        alternatives: what every other strategy suggested, name -> lr (or None).
+        evidence: numbers read off the curve (e.g. ``min_loss_lr``, ``steepest_lr``, ``divergence_lr``,
+            ``descent_low_lr``, ``descent_high_lr``, ``loss_drop``); absent keys were not found.
+    """
+
+    lr: float | None
+    method: str
+    confidence: float
+    reason: str
+    alternatives: Mapping[str, float | None] = field(default_factory=dict)
+    evidence: Mapping[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "lr": self.lr,
+            "method": self.method,
+            "confidence": self.confidence,
+            "reason": self.reason,
+            "alternatives": dict(self.alternatives),
+            "evidence": dict(self.evidence),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Suggestion:
+        return cls(
+            lr=data.get("lr"),
+            method=str(data.get("method", "")),
+            confidence=float(data.get("confidence", 0.0)),
+            reason=str(data.get("reason", "")),
+            alternatives=dict(data.get("alternatives", {})),
+            evidence=dict(data.get("evidence", {})),
+        )
+
+
+def _empty() -> np.ndarray:
+    return np.empty(0)
+
+
+@dataclass(frozen=True, eq=False)
+class Features:
+    """What :func:`analyse` read off a curve. Positions are log10 LR; ``x``, ``smoothed``, ``slope`` share a grid.
+
+    Attributes:
+        problem: why no LR can be suggested (with the fix), or None.
+        n_finite: number of finite losses.
+        x, smoothed, slope: uniform log10-LR grid, smoothed loss, d(smoothed)/d(log10 LR).
+        half: half the smoothing window, in grid points.
+        i_min: grid index of the smoothed minimum.
+        start: start level (median raw loss over the first window); drop: ``start - smoothed minimum``.
+        sigma: raw noise; snr: ``drop / (noise of the smoothed curve)``.
+        divergence: first log10 LR after the minimum where the smoothed loss rose by
+            ``max(drop / 2, MIN_SNR * smoothed noise)`` (or the first LR of a trailing run of NaN/inf losses).
+        descent: (low, high) log10 LRs where the smoothed loss has made 10% and 90% of its drop.
+        at_end: the loss was still falling at the last LR (no minimum inside the sweep).
+        shown_until: last log10 LR before the blow-up was capped (where :func:`smooth_log` stops).
+    """
+
+    problem: str | None
+    n_finite: int
+    x: np.ndarray = field(default_factory=_empty)
+    smoothed: np.ndarray = field(default_factory=_empty)
+    slope: np.ndarray = field(default_factory=_empty)
+    half: int = 0
+    i_min: int = 0
+    start: float = math.nan
+    drop: float = math.nan
+    sigma: float = math.nan
+    snr: float = math.nan
+    divergence: float | None = None
+    descent: tuple[float, float] | None = None
+    at_end: bool = False
+    shown_until: float = math.nan
+
+
+def _crossing(x: np.ndarray, s: np.ndarray, j: int, level: float) -> float:
+    """log10 LR where ``s`` crosses ``level`` between grid points j-1 and j (linear interpolation)."""
+    if j <= 0 or s[j] == s[j - 1]:
+        return float(x[max(j, 0)])
+    t = (level - s[j - 1]) / (s[j] - s[j - 1])
+    return float(x[j - 1] + min(max(t, 0.0), 1.0) * (x[j] - x[j - 1]))
+
+
+def analyse(lrs: Any, losses: Any) -> Features:
+    """Read the features every strategy uses off a range-test curve (see the module docstring for the steps).
+
+    Args:
+        lrs: learning rate of each step, strictly increasing (points with LR <= 0 or non-finite are ignored).
+        losses: raw loss of each step; NaN/inf are ignored.
+
+    Raises:
+        ValueError: when the lengths differ or the learning rates are not increasing.
+    """
+    from scipy.ndimage import median_filter
+    from scipy.signal import savgol_coeffs, savgol_filter
+
+    lr, loss = np.asarray(lrs, dtype=float).ravel(), np.asarray(losses, dtype=float).ravel()
+    if lr.shape != loss.shape:
+        raise ValueError(f"lrs and losses must have the same length, got {lr.size} and {loss.size}")
+    valid = np.isfinite(lr) & (lr > 0)
+    if np.any(np.diff(lr[valid]) <= 0):
+        raise ValueError("lrs must be strictly increasing (one learning rate per step of the sweep)")
+    ok = valid & np.isfinite(loss)
+    n = int(ok.sum())
+    if n < MIN_POINTS:
+        return Features(f"only {n} finite loss values, need at least {MIN_POINTS}: run the range test with more "
+                        "num_steps (and check why losses are NaN/inf)", n)
+    first, last = int(np.argmax(ok)), len(ok) - 1 - int(np.argmax(ok[::-1]))
+    m = int(valid[first : last + 1].sum())
+    x = np.linspace(math.log10(lr[first]), math.log10(lr[last]), m)
+    y = np.interp(x, np.log10(lr[ok]), loss[ok])
+    dx = float(x[1] - x[0])
+    w = max(5, min(int(round(WINDOW_DECADES / dx)), m // 4) // 2 * 2 + 1)
+    p = median_filter(y, size=5, mode="nearest")
+    start = float(np.median(y[:w]))
+    i_p = int(np.argmin(p))
+    d0 = start - float(p[i_p])
+    gone = np.flatnonzero(p[i_p:] > start + d0)  # the loss came back above start + drop: blow-up, not noise
+    stop = max(i_p + int(gone[0]) if gone.size else m, min(m, MIN_POINTS))
+    sigma = 1.4826 * float(np.median(np.abs(np.diff(y[:stop], 2)))) / math.sqrt(6.0)
+    sigma = max(sigma, 1e-9 * float(np.median(np.abs(y))))  # float resolution: a constant curve is flat
+    cap = float(p[i_p]) + 2.0 * max(d0, 3.0 * sigma)
+    y_clean = np.minimum(np.maximum(y, p - 3 * sigma), np.minimum(p + 3 * sigma, cap))
+    s = savgol_filter(y_clean, w, 2, mode="interp")
+    g = savgol_filter(y_clean, w, 2, deriv=1, delta=dx, mode="interp")
+    sigma_s = sigma * float(np.linalg.norm(savgol_coeffs(w, 2)))
+    i_min = int(np.argmin(s))
+    drop = start - float(s[i_min])
+    snr = drop / sigma_s if sigma_s > 0 else (math.inf if drop > 0 else 0.0)
+    level = float(s[i_min]) + max(0.5 * drop, MIN_SNR * sigma_s)
+    up = np.flatnonzero(s[i_min:] >= level) if level > s[i_min] else np.empty(0, int)
+    divergence = _crossing(x, s, i_min + int(up[0]), level) if up.size else None
+    trailing = valid[last + 1 :]
+    if divergence is None and trailing.any():  # the sweep ended in NaN/inf losses
+        divergence = math.log10(lr[last + 1 :][trailing][0])
+    capped = np.flatnonzero(y[i_min:] >= cap)
+    shown_until = float(x[max(i_min, i_min + int(capped[0]) - 1)]) if capped.size else float(x[-1])
+    half = w // 2
+    common = dict(n_finite=n, x=x, smoothed=s, slope=g, half=half, i_min=i_min, start=start, drop=drop,
+                  sigma=sigma, snr=snr, divergence=divergence, shown_until=shown_until)
+    if divergence is not None and i_min <= half:
+        return Features(f"the loss rises from the first points (diverged at {10 ** divergence:.1e}): start_lr "
+                        "too high: lower start_lr (e.g. 100x lower)", **common)
+    if snr < MIN_SNR:
+        tail = (f", then it diverged at {10 ** divergence:.1e}: check the loss/labels and the model"
+                if divergence is not None else ": check the loss/labels, or raise end_lr / num_steps")
+        return Features(f"model not learning in this range: the loss drop is {max(snr, 0):.1f}x its noise "
+                        f"(need {MIN_SNR:g}x){tail}", **common)
+    above = np.flatnonzero(s[: i_min + 1] >= start - 0.1 * drop)
+    j_lo = int(above[-1]) if above.size else 0
+    low = _crossing(x, s, j_lo + 1, start - 0.1 * drop) if j_lo < i_min else float(x[j_lo])
+    j_hi = j_lo + int(np.flatnonzero(s[j_lo : i_min + 1] <= s[i_min] + 0.1 * drop)[0])
+    high = _crossing(x, s, j_hi, float(s[i_min]) + 0.1 * drop) if j_hi > j_lo else float(x[j_hi])
+    at_end = divergence is None and i_min >= m - 1 - half
+    return Features(None, descent=(low, high), at_end=at_end, **common)
+
+
+def steepest(f: Features) -> float | None:
+    """LR of the most negative slope of the smoothed loss against log10 LR, up to the minimum.
+
+    The first half-window (and, when the loss still falls at the end, the last one) is skipped: there the
+    Savitzky-Golay slope is an extrapolation.
+    """
+    if f.problem:
+        return None
+    lo = min(f.half, f.i_min)
+    hi = max(lo, f.i_min - f.half) if f.at_end else f.i_min
+    return float(10 ** f.x[lo + int(np.argmin(f.slope[lo : hi + 1]))])
+
+
+def minimum(f: Features) -> float | None:
+    """LR of the smoothed minimum divided by 10 (one decade left in log10 LR), never below the first LR."""
+    if f.problem:
+        return None
+    return float(10 ** max(f.x[f.i_min] - 1.0, f.x[0]))
+
+
+def valley(f: Features) -> float | None:
+    """fastai-like valley: the longest decreasing subsequence of the smoothed loss up to the minimum.
+
+    With k points in that subsequence, ending at grid point e, the valley is taken as the k grid points before
+    e (k * step decades of log10 LR); the suggestion is its middle. Known to land low under one-cycle.
+    """
+    if f.problem:
+        return None
+    s = f.smoothed[: f.i_min + 1]
+    run = np.ones(s.size, dtype=int)
+    for i in range(1, s.size):
+        higher = np.flatnonzero(s[:i] > s[i])
+        if higher.size:
+            run[i] = run[higher].max() + 1
+    end = int(np.argmax(run))
+    return float(10 ** f.x[max(0, end - int(run[end]) // 2)])
+
+
+def _default_choice(f: Features) -> tuple[float, str] | None:
+    if f.problem or f.descent is None:
+        return None
+    low, high = f.descent
+    inside = np.flatnonzero((f.x >= low) & (f.x <= high))
+    x_steep = float(f.x[inside[np.argmin(f.slope[inside])]]) if inside.size else (low + high) / 2
+    if f.at_end:
+        x_pick, how = x_steep, "steepest point of the descent"
+    else:
+        x_pick, how = (x_steep + f.x[f.i_min] - 1.0) / 2, "geometric mean of minimum/10 and the steepest point"
+    if not low <= x_pick <= high:
+        x_pick, how = min(max(x_pick, low), high), how + ", moved inside the descent"
+    return float(10**x_pick), how
+
+
+def default(f: Features) -> float | None:
+    """Robust default: inside the stable descent (the 10%..90%-of-drop span in log10 LR), the geometric mean of
+    minimum/10 and the steepest point of that span, clamped to the span. When the loss is still falling at the
+    last LR, the steepest point of the descent alone (minimum/10 would only reflect end_lr).
+    """
+    choice = _default_choice(f)
+    return None if choice is None else choice[0]
+
+
+#: Suggestion strategies by name; each maps :class:`Features` to an LR or None.
+STRATEGIES: dict[str, Callable[[Features], float | None]] = {
+    "default": default,
+    "steepest": steepest,
+    "minimum": minimum,
+    "valley": valley,
+}
+
+
+def smooth_log(lrs: Any, losses: Any) -> np.ndarray:
+    """The zero-phase smoothed loss at each input LR (for plotting); NaN where the LR is invalid, outside the
+    finite span, past the capped blow-up, or where the curve has too few finite points.
+
+    Example:
+        >>> lrs = np.geomspace(1e-5, 1, 40)
+        >>> bool(np.allclose(smooth_log(lrs, np.linspace(3, 1, 40)), np.linspace(3, 1, 40)))
+        True
+    """
+    f = analyse(lrs, losses)
+    lr = np.asarray(lrs, dtype=float).ravel()
+    out = np.full(lr.shape, np.nan)
+    if f.x.size:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            xl = np.log10(lr)
+        keep = np.isfinite(xl) & (xl >= f.x[0]) & (xl <= f.shown_until)
+        out[keep] = np.interp(xl[keep], f.x, f.smoothed)
+    return out
+
+
+def _evidence(f: Features, picks: Mapping[str, float | None]) -> dict[str, float]:
+    ev: dict[str, float] = {"finite_points": float(f.n_finite)}
+    if math.isfinite(f.drop):
+        ev.update(snr=float(f.snr))
+        if f.start != 0:  # relative to the start level: scale invariant
+            ev.update(loss_drop=f.drop / abs(f.start), noise=f.sigma / abs(f.start))
+    if f.divergence is not None:
+        ev["divergence_lr"] = float(10**f.divergence)
+    if f.problem is None and f.descent is not None:
+        ev.update(min_loss_lr=float(10 ** f.x[f.i_min]), descent_low_lr=float(10 ** f.descent[0]),
+                  descent_high_lr=float(10 ** f.descent[1]))
+        for name in ("steepest", "valley"):
+            if picks.get(name) is not None:
+                ev[f"{name}_lr"] = float(picks[name])  # type: ignore[arg-type]
+    return ev
+
+
+def _confidence(f: Features, picks: Mapping[str, float | None]) -> float:
+    """Mean of three scores in [0, 1], times a shape factor.
+
+    Scores: descent length (2 decades -> 1), drop/noise (``MIN_SNR`` -> 0, 10x that -> 1) and agreement of
+    steepest and minimum/10 (same LR -> 1, 2 decades apart -> 0). Shape: 1 with a divergence, 0.8 with an
+    inner minimum but no divergence, 0.5 when the loss was still falling at the last LR.
+    """
+    low, high = f.descent or (0.0, 0.0)
+    length = min(max((high - low) / 2.0, 0.0), 1.0)
+    clarity = min(max(math.log10(max(f.snr, 1e-12) / MIN_SNR), 0.0), 1.0)
+    found = [math.log10(v) for k in ("steepest", "minimum") if (v := picks.get(k)) is not None]
+    agree = min(max(1.0 - (max(found) - min(found)) / 2.0, 0.0), 1.0) if found else 0.0
+    shape = 1.0 if f.divergence is not None else (0.5 if f.at_end else 0.8)
+    return round(shape * (length + clarity + agree) / 3.0, 3)
+
+
+def suggest(lrs: Any, losses: Any, *, method: str = "default") -> Suggestion:
+    """Suggest a learning rate from a range-test curve.
+
+    Args:
+        lrs: learning rate of each step (strictly increasing).
+        losses: raw loss of each step; NaN/inf are ignored.
+        method: a name in :data:`STRATEGIES`; the others are reported in ``alternatives``.
+
+    Returns:
+        A :class:`Suggestion`; ``lr`` is None (with the fix in ``reason``) when there are too few points, the
+        curve is flat, or the loss rises from the first points.
+
+    Raises:
+        ValueError: for an unknown ``method``, or inputs :func:`analyse` rejects.
+    """
+    if method not in STRATEGIES:
+        raise ValueError(f"method must be one of {sorted(STRATEGIES)}, got {method!r}")
+    f = analyse(lrs, losses)
+    picks = {name: rule(f) for name, rule in STRATEGIES.items()}
+    others = {name: lr for name, lr in picks.items() if name != method}
+    evidence = _evidence(f, picks)
+    lr = picks[method]
+    if f.problem or lr is None or f.descent is None:
+        return Suggestion(None, method, 0.0, f.problem or f"strategy {method!r} found no LR", others, evidence)
+    choice = _default_choice(f)
+    how = choice[1] if method == "default" and choice else f"{method} rule"
+    low, high = f.descent
+    parts = [f"steepest stable descent {10**low:.1e}..{10**high:.1e} ({high - low:.1f} decades, "
+             f"drop {min(f.snr, 1e4):.0f}x noise)"]
+    if f.at_end:
+        parts.append(f"loss still falling at the last LR {10 ** f.x[-1]:.1e}: end_lr may be too low, raise it")
+    else:
+        parts.append(f"loss minimum at {10 ** f.x[f.i_min]:.1e}")
+    parts.append(f"diverged at {10**f.divergence:.1e}" if f.divergence is not None else "no divergence seen")
+    parts.append(f"chose {lr:.1e} ({how})")
+    return Suggestion(lr, method, _confidence(f, picks), "; ".join(parts), others, evidence)

@@ -1,0 +1,1 @@
+"""Adapters between autolr and other frameworks. Each module imports its framework lazily."""
