@@ -9,10 +9,12 @@ from .report import Decision, Reporter
 from .result import LRFindResult
 from .snapshot import Snapshot
 from .suggest import Suggestion
+from .tuner import AutoLR
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AutoLR",
     "AutoLRError",
     "AutoLRWarning",
     "ConfigurationError",

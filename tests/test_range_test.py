@@ -392,7 +392,7 @@ def test_optimizer_problems_are_reported() -> None:
     del no_lr.param_groups[0]["lr"]
     with pytest.raises(ConfigurationError, match="has no 'lr'"):
         _find(model, no_lr)
-    with pytest.raises(ConfigurationError, match="torch.optim.Optimizer"):
+    with pytest.raises(ConfigurationError, match=r"torch\.optim\.Optimizer"):
         _find(model, "adam")
 
 

@@ -1,0 +1,587 @@
+"""AutoLR: the callback that turns a range test into a training plan and carries it out for the whole run.
+
+Add it to the loop you already have. ``lr_find`` runs the range test (state restored exactly), makes a
+:class:`~autolr.plan.Plan` (LR per group, schedule, weight decay, which parameters get none), and applies
+it: the param groups are split for weight decay before any step, the LRs are set, and a scheduler is
+attached that steps itself after every real optimizer step through ``Optimizer.register_step_post_hook``
+(a step a GradScaler skips does not advance it). Per-epoch and metric schedules step on :meth:`end_epoch`.
+
+Example:
+    >>> import torch, autolr
+    >>> model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
+    >>> opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    >>> data = [(torch.randn(32, 8), torch.randint(0, 2, (32,))) for _ in range(8)]
+    >>> tuner = autolr.AutoLR(model, opt, schedule="onecycle", weight_decay=None, progress=False)
+    >>> plan = tuner.lr_find(data, torch.nn.CrossEntropyLoss(), total_steps=40)
+    >>> for x, y in data:                      # your loop, unchanged
+    ...     opt.zero_grad(); loss = torch.nn.functional.cross_entropy(model(x), y); loss.backward(); opt.step()
+    ...     tuner.observe(loss)
+    >>> tuner.step
+    8
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import warnings
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+
+from . import distributed as dist
+from .errors import AutoLRWarning, ConfigurationError, DivergenceError, StateError
+from .param_groups import get_lrs, set_group_value, validate_param_groups
+from .plan import KNOWN_OPTIMIZERS, SCHEDULES, Plan, make_plan, split_no_decay
+from .range_test import ComputeLoss, LossFn, _safe_report, lr_find
+from .report import Decision, LoggingReporter, Reporter, format_summary
+from .result import LRFindResult
+from .schedule import Plateau, ScheduleLR, schedule_from_dict
+from .snapshot import Snapshot
+from .suggest import Suggestion
+
+__all__ = ["AutoLR"]
+
+logger = logging.getLogger("autolr")
+
+_STATE_VERSION = 1
+
+
+class _TunerScheduler(ScheduleLR):
+    """The plan's scheduler. Only the tuner advances it; a manual ``step()`` is warned about and ignored."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._owned = True  # allow the initial step torch makes in __init__
+        super().__init__(*args, **kwargs)
+        self._owned = False
+        self._warned = False
+
+    def step(self, epoch: int | None = None) -> None:  # type: ignore[override]
+        if not self._owned:
+            if not self._warned:
+                self._warned = True
+                warnings.warn(
+                    "this scheduler is stepped by autolr.AutoLR automatically (after every optimizer step, or "
+                    "at tuner.end_epoch()); your scheduler.step() call was ignored so the schedule is not "
+                    "advanced twice. Remove the call.",
+                    AutoLRWarning,
+                    stacklevel=2,
+                )
+            return
+        super().step(epoch)
+
+    def _advance(self) -> None:
+        self._owned = True
+        try:
+            super().step()
+        finally:
+            self._owned = False
+
+
+class _LossWatcher:
+    """Collects observed losses on the device; reads them back in batches, one batch late (no per-step sync)."""
+
+    def __init__(self, size: int, beta: float = 0.9) -> None:
+        self.size, self.beta = size, beta
+        self.buffer: torch.Tensor | None = None
+        self.host: torch.Tensor | None = None
+        self.event: Any = None
+        self.count = 0  # values written into the buffer since the last swap
+        self.pending: tuple[int, int] | None = None  # (first step, count) of the copy in flight
+        self.avg = self.weight = 0.0
+        self.best = math.inf
+        self.smoothed = math.nan
+        self.history: list[tuple[int, float]] = []
+
+    def reset_trend(self) -> None:
+        self.avg = self.weight = 0.0
+        self.best, self.smoothed = math.inf, math.nan
+
+    def add(self, loss: torch.Tensor, step: int) -> list[tuple[int, float]]:
+        """Record a loss; returns the (step, loss) values that became readable (possibly none)."""
+        value = loss.detach().reshape(()).float()
+        if self.buffer is None or self.buffer.device != value.device:
+            cuda = value.device.type == "cuda"
+            self.buffer = torch.empty(self.size, device=value.device)
+            self.host = torch.empty(self.size, pin_memory=cuda)
+            self.event = torch.cuda.Event() if cuda else None
+        self.buffer[self.count] = value
+        self.count += 1
+        if self.count < self.size:
+            return []
+        ready = self.collect()
+        assert self.host is not None
+        self.host.copy_(self.buffer, non_blocking=self.event is not None)
+        if self.event is not None:
+            self.event.record()
+        self.pending, self.count = (step - self.size + 1, self.size), 0
+        return ready
+
+    def collect(self) -> list[tuple[int, float]]:
+        """Values of the copy in flight (waits for it; it was issued a whole batch earlier)."""
+        if self.pending is None:
+            return []
+        if self.event is not None:
+            self.event.synchronize()
+        first, n = self.pending
+        self.pending = None
+        assert self.host is not None
+        values = list(zip(range(first, first + n), self.host[:n].tolist()))
+        self.history.extend(values)
+        return values
+
+    def flush(self, step: int) -> list[tuple[int, float]]:
+        """Everything observed so far (one synchronous read)."""
+        out = self.collect()
+        if self.count:
+            assert self.buffer is not None
+            values = self.buffer[: self.count].tolist()
+            first = step - self.count + 1
+            out += list(zip(range(first, first + self.count), values))
+            self.history.extend(out[-self.count:])
+            self.count = 0
+        return out
+
+    def diverged(self, values: Sequence[tuple[int, float]], factor: float) -> tuple[int, float] | None:
+        """First (step, loss) that is non-finite or lifts the smoothed loss above factor x its best."""
+        for step, v in values:
+            if not math.isfinite(v):
+                return step, v
+            self.avg = self.beta * self.avg + (1 - self.beta) * v
+            self.weight = self.beta * self.weight + (1 - self.beta)
+            self.smoothed = self.avg / self.weight
+            if self.smoothed > factor * self.best > 0:
+                return step, v
+            self.best = min(self.best, self.smoothed)
+        return None
+
+
+class AutoLR:
+    """Auto-tuning callback: range test -> plan -> applied LRs, weight decay and a self-stepping schedule.
+
+    Args:
+        model: the model being trained.
+        optimizer: its optimizer (param groups are split for weight decay when the plan is applied).
+        schedule: ``"auto"`` or one of :data:`autolr.plan.SCHEDULES` (``onecycle``, ``warmup_cosine``,
+            ``linear``, ``constant``, ``step``, ``plateau``).
+        weight_decay: ``"auto"`` (a documented rule per optimizer), ``"sweep"`` (Smith's method: short range
+            tests at a few values, keep the one that reaches the lowest loss; costs ``len(weight_decay_grid)``
+            range tests), a float, or ``None`` for no decay.
+        weight_decay_grid: the values tried by ``weight_decay="sweep"``.
+        exclude_embeddings: no weight decay on embedding weights (biases and norm layers never get any).
+        step_granularity: ``"step"`` (the schedule advances every optimizer step; ``total_steps`` counts
+            steps) or ``"epoch"`` (advances at :meth:`end_epoch`; ``total_steps`` counts epochs).
+        warmup_steps: override the warmup rule of warmup schedules.
+        scaler: the ``GradScaler`` used in training (saved and restored by the range test).
+        guard: restore the last good state and lower the LR when the observed loss diverges.
+        guard_every: optimizer steps between the guard's CPU snapshots.
+        guard_lr_factor: LR multiplier applied at each guard intervention.
+        guard_max_retries: interventions before giving up with :class:`~autolr.errors.DivergenceError`.
+        guard_divergence_factor: the smoothed observed loss above this many times its best is a divergence.
+        check_every: observed losses are read back to the host in batches of this size.
+        reporters: :class:`~autolr.report.Reporter` objects (W&B, local report, ...).
+        wandb: ``True`` or a dict of :class:`autolr.integrations.wandb.WandbReporter` arguments.
+        progress: show the range test's progress bar.
+        **range_test: defaults for :func:`autolr.lr_find` (``num_steps``, ``end_lr``, ``snapshot``...).
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        *,
+        schedule: str = "auto",
+        weight_decay: float | str | None = "auto",
+        weight_decay_grid: Sequence[float] = (0.0, 1e-4, 1e-3, 1e-2, 1e-1),
+        exclude_embeddings: bool = True,
+        step_granularity: str = "step",
+        warmup_steps: int | None = None,
+        scaler: Any = None,
+        guard: bool = False,
+        guard_every: int = 100,
+        guard_lr_factor: float = 0.5,
+        guard_max_retries: int = 3,
+        guard_divergence_factor: float = 4.0,
+        check_every: int = 16,
+        reporters: Sequence[Reporter] = (),
+        wandb: bool | dict[str, Any] = False,
+        progress: bool = True,
+        **range_test: Any,
+    ) -> None:
+        validate_param_groups(optimizer)
+        names = sorted(SCHEDULES)
+        if schedule not in SCHEDULES and schedule != "cosine":
+            raise ConfigurationError(f"schedule must be one of {names}, got {schedule!r}")
+        if step_granularity not in ("step", "epoch"):
+            raise ConfigurationError(f"step_granularity must be 'step' or 'epoch', got {step_granularity!r}")
+        if not (isinstance(weight_decay, (int, float)) and weight_decay >= 0) and weight_decay not in (
+            "auto", "sweep", None
+        ):
+            raise ConfigurationError(
+                f"weight_decay must be 'auto', 'sweep', None or a float >= 0, got {weight_decay!r}"
+            )
+        self._optimizer_name = self._effective_optimizer_name(optimizer)
+        info = KNOWN_OPTIMIZERS.get(self._optimizer_name.lower())
+        wants_decay = weight_decay == "sweep" or (isinstance(weight_decay, (int, float)) and weight_decay > 0)
+        if wants_decay and info is not None and info.decay != "decoupled" and info.family != "sgd":
+            raise ConfigurationError(
+                f"{type(optimizer).__name__} applies weight decay as an L2 term scaled by its adaptive step, not "
+                f"decoupled, so weight_decay={weight_decay!r} would not do what the value says. Use "
+                "torch.optim.AdamW (or Adam(..., decoupled_weight_decay=True)), or weight_decay=None."
+            )
+        for name, value, low in (("guard_every", guard_every, 1), ("guard_max_retries", guard_max_retries, 0),
+                                 ("check_every", check_every, 1)):
+            if not isinstance(value, int) or value < low:
+                raise ConfigurationError(f"{name} must be an integer >= {low}, got {value!r}")
+        if not 0 < guard_lr_factor < 1:
+            raise ConfigurationError(f"guard_lr_factor must be in (0, 1), got {guard_lr_factor!r}; e.g. 0.5")
+        if not guard_divergence_factor > 1:
+            raise ConfigurationError(f"guard_divergence_factor must be > 1, got {guard_divergence_factor!r}")
+        self.model, self.optimizer, self.scaler = model, optimizer, scaler
+        self.schedule_name, self.weight_decay = schedule, weight_decay
+        self.weight_decay_grid = tuple(float(w) for w in weight_decay_grid)
+        self.exclude_embeddings, self.step_granularity = exclude_embeddings, step_granularity
+        self.warmup_steps = warmup_steps
+        self.guard, self.guard_every, self.guard_lr_factor = guard, guard_every, guard_lr_factor
+        self.guard_max_retries, self.guard_divergence_factor = guard_max_retries, guard_divergence_factor
+        self.range_test_defaults = {"progress": progress, **range_test}
+        self.reporters: list[Reporter] = [LoggingReporter(), *reporters]
+        if wandb:
+            from autolr.integrations.wandb import WandbReporter  # optional, imported only when asked for
+
+            self.reporters.append(WandbReporter(**(wandb if isinstance(wandb, dict) else {})))
+        self.result: LRFindResult | None = None
+        self.plan: Plan | None = None
+        self.scheduler: ScheduleLR | None = None
+        self.decisions: list[Decision] = []
+        self.step = 0
+        self.epoch = 0
+        self._group_origin: list[int] = []
+        self._handles: list[Any] = []
+        self._watcher = _LossWatcher(check_every)
+        self._guard_snapshot: Snapshot | None = None
+        self._guard_step = 0
+        self._retries = 0
+        self._lr_scale = 1.0
+
+    # -- building and applying the plan ------------------------------------------------------------------
+    @staticmethod
+    def _effective_optimizer_name(optimizer: torch.optim.Optimizer) -> str:
+        name = type(optimizer).__name__
+        if name == "Adam" and optimizer.defaults.get("decoupled_weight_decay"):
+            return "AdamW"
+        return name
+
+    def _named_params_info(self) -> list[tuple[str, str, int]]:
+        info = []
+        seen: set[int] = set()
+        for module_name, module in self.model.named_modules():
+            for name, p in module.named_parameters(recurse=False):
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    info.append((f"{module_name}.{name}" if module_name else name, type(module).__name__, p.ndim))
+        return info
+
+    def _make_plan(self, suggestion: Suggestion, total_steps: int | None, weight_decay: Any) -> Plan:
+        return make_plan(
+            suggestion, param_group_lrs=get_lrs(self.optimizer), optimizer_name=self._optimizer_name,
+            total_steps=total_steps, schedule=self.schedule_name, weight_decay=weight_decay,
+            warmup_steps=self.warmup_steps, step_granularity=self.step_granularity,
+            exclude_embeddings=self.exclude_embeddings, named_params_info=self._named_params_info(),
+        )
+
+    def lr_find(
+        self,
+        loader: Iterable[Any],
+        loss_fn: LossFn | None = None,
+        *,
+        compute_loss: ComputeLoss | None = None,
+        total_steps: int | None = None,
+        epochs: int | None = None,
+        steps_per_epoch: int | None = None,
+        **range_test: Any,
+    ) -> Plan:
+        """Run the range test, make the plan, apply it. Returns the :class:`~autolr.plan.Plan`.
+
+        Give the run length as ``total_steps`` (optimizer steps; epochs with ``step_granularity="epoch"``)
+        or as ``epochs`` (× ``steps_per_epoch``, default ``len(loader)``). Not needed for ``plateau``.
+        """
+        if self.plan is not None:
+            raise StateError("this AutoLR already applied a plan; create a new AutoLR to tune again")
+        if total_steps is None and epochs is not None:
+            if self.step_granularity == "epoch":
+                total_steps = epochs
+            else:
+                per_epoch = steps_per_epoch if steps_per_epoch is not None else _length(loader)
+                if per_epoch is None:
+                    raise ConfigurationError(
+                        "the loader has no len(); pass steps_per_epoch= (optimizer steps per epoch) or total_steps="
+                    )
+                accumulation = int(range_test.get("accumulation_steps", 1))
+                total_steps = epochs * max(1, per_epoch // accumulation)
+        dry = Suggestion(None, "default", 0.0, "not measured yet")
+        self._make_plan(dry, total_steps, 0.0 if self.weight_decay == "sweep" else self.weight_decay)  # validate
+        kwargs = {**self.range_test_defaults, **range_test, "loss_fn": loss_fn, "compute_loss": compute_loss,
+                  "scaler": self.scaler}
+        weight_decay: Any = self.weight_decay
+        sweep_decision = None
+        if self.weight_decay == "sweep":
+            result, weight_decay, sweep_decision = self._sweep_weight_decay(loader, kwargs)
+        else:
+            result = lr_find(self.model, self.optimizer, loader, **kwargs)
+        plan = self._make_plan(result.suggestion, total_steps, weight_decay)
+        if sweep_decision is not None:
+            plan = _replace_decision(plan, sweep_decision)
+        self.result = result
+        self.apply_plan(plan)
+        for reporter in self.reporters:
+            _safe_report(reporter.range_test_end, result)
+        self._report(list(plan.decisions))
+        return plan
+
+    def _sweep_weight_decay(self, loader: Iterable[Any], kwargs: dict[str, Any]) -> tuple[LRFindResult, float, Decision]:
+        """Smith's method: a range test per weight decay; keep the one whose curve reaches the lowest loss."""
+        original = [g.get("weight_decay", 0.0) for g in self.optimizer.param_groups]
+        started = time.perf_counter()
+        results: dict[float, LRFindResult] = {}
+        try:
+            for wd in self.weight_decay_grid:
+                for g in self.optimizer.param_groups:
+                    set_group_value(g, "weight_decay", wd)
+                results[wd] = lr_find(self.model, self.optimizer, loader, **kwargs)
+        finally:
+            for g, wd in zip(self.optimizer.param_groups, original):
+                set_group_value(g, "weight_decay", wd)
+        lowest = {wd: float(min((x for x in r.curve.smoothed if math.isfinite(x)), default=math.inf))
+                  for wd, r in results.items()}
+        usable = {wd: v for wd, v in lowest.items() if results[wd].suggestion.lr is not None} or lowest
+        best = min(usable, key=lambda wd: (usable[wd], -wd))  # ties: the larger decay regularises more
+        steps = sum(len(r.curve) for r in results.values())
+        seconds = time.perf_counter() - started
+        decision = Decision(
+            "weight_decay", best,
+            f"Smith's weight-decay sweep: {len(results)} range tests; {best:g} reached the lowest smoothed loss "
+            f"({lowest[best]:.4g}); cost {steps} steps, {seconds:.1f}s",
+            alternatives={f"{wd:g}": lowest[wd] for wd in results if wd != best},
+            evidence={"min_smoothed_loss": {f"{wd:g}": v for wd, v in lowest.items()}, "cost_steps": steps,
+                      "cost_seconds": round(seconds, 3)},
+        )
+        return results[best], best, decision
+
+    def apply_plan(self, plan: Plan) -> None:
+        """Split param groups for weight decay, set the LRs and attach the self-stepping scheduler."""
+        if len(plan.lrs) != len(self.optimizer.param_groups):
+            raise StateError(
+                f"the plan has {len(plan.lrs)} param groups but the optimizer has {len(self.optimizer.param_groups)}; "
+                "apply a plan to the optimizer it was made for (before any other split)"
+            )
+        self._split_groups(plan)
+        bases = [plan.lrs[i] * self._lr_scale for i in self._group_origin]
+        schedule = schedule_from_dict(plan.schedule.to_dict())  # type: ignore[attr-defined]  # fresh state
+        self.scheduler = _TunerScheduler(self.optimizer, schedule, base_lrs=bases)
+        self.plan = plan
+        self._handles.append(self.optimizer.register_step_post_hook(self._on_optimizer_step))
+        if self.guard:
+            self._take_guard_snapshot()
+
+    def _split_groups(self, plan: Plan) -> None:
+        groups = self.optimizer.param_groups
+        if plan.weight_decay <= 0 and not any(g.get("weight_decay", 0) for g in groups):
+            self._group_origin = list(range(len(groups)))
+            return
+        info = self._named_params_info()
+        _, no_decay_names = split_no_decay(info, exclude_embeddings=plan.exclude_embeddings)
+        names = {id(p): n for n, p in self.model.named_parameters()}
+        no_decay = {pid for pid, n in names.items() if n in set(no_decay_names)}
+        new_groups, origin = [], []
+        for i, group in enumerate(groups):
+            settings = {k: v for k, v in group.items() if k != "params"}
+            parts = ([p for p in group["params"] if id(p) not in no_decay], plan.weight_decay), (
+                [p for p in group["params"] if id(p) in no_decay], 0.0)
+            for params, wd in parts:
+                if params:
+                    new = {**settings, "params": params}
+                    if "weight_decay" in settings or wd:
+                        new["weight_decay"] = wd
+                    new_groups.append(new)
+                    origin.append(i)
+        groups[:] = new_groups
+        self._group_origin = origin
+
+    # -- during training ------------------------------------------------------------------------------
+    def _on_optimizer_step(self, *_: Any) -> None:
+        self.step += 1
+        if self.scheduler is not None and self.plan is not None and self.plan.step_granularity == "step":
+            self.scheduler._advance()  # type: ignore[attr-defined]
+        if self._metric_reporters and self.scheduler is not None:
+            metrics = {f"autolr/lr/group{i}": lr for i, lr in enumerate(self.scheduler.get_last_lr())}
+            for reporter in self._metric_reporters:
+                _safe_report(reporter.training_metrics, self.step, metrics)
+
+    def observe(self, loss: torch.Tensor | float) -> None:
+        """Feed the training loss of the step just taken (monitoring, logging and the divergence guard).
+
+        Never syncs with the GPU per call: losses are read back in batches of ``check_every``, one batch late.
+        """
+        if not torch.is_tensor(loss):
+            loss = torch.tensor(float(loss))
+        ready = self._watcher.add(loss, self.step)
+        if ready:
+            self._check(ready)
+        if self.guard and self.step - self._guard_step >= self.guard_every:
+            self._check(self._watcher.flush(self.step))
+            self._take_guard_snapshot()
+
+    @property
+    def _metric_reporters(self) -> list[Reporter]:
+        return [r for r in self.reporters if type(r).training_metrics is not Reporter.training_metrics]
+
+    def _check(self, values: list[tuple[int, float]]) -> None:
+        for reporter in self._metric_reporters:
+            for step, value in values:
+                _safe_report(reporter.training_metrics, step, {"autolr/train_loss": value})
+        if not self.guard:
+            return
+        bad = self._watcher.diverged(values, self.guard_divergence_factor)
+        if bad is not None:
+            self._intervene(*bad)
+
+    def _take_guard_snapshot(self) -> None:
+        if self._guard_snapshot is not None:
+            self._guard_snapshot.close()
+        extra = {"scheduler": self.scheduler} if self.scheduler is not None else {}
+        self._guard_snapshot = Snapshot.take(self.model, self.optimizer, scaler=self.scaler, extra=extra, rng=False)
+        self._guard_step = self.step
+
+    def _intervene(self, step: int, value: float) -> None:
+        if self._guard_snapshot is None:
+            raise StateError("the divergence guard has no snapshot; call tuner.lr_find() before training")
+        self._retries += 1
+        tried = self._lr_scale
+        if self._retries > self.guard_max_retries:
+            raise DivergenceError(
+                f"training diverged again at step {step} (loss {value:.4g}) after {self.guard_max_retries} "
+                f"guard interventions (restored step {self._guard_step}, LR scaled down to {tried:g} of the plan). "
+                "Lower the learning rate further, check the data for bad batches, or add gradient clipping."
+            )
+        self._guard_snapshot.restore()
+        self.step = self._guard_step
+        self._lr_scale *= self.guard_lr_factor
+        assert self.scheduler is not None
+        self.scheduler.base_lrs = [b * self.guard_lr_factor for b in self.scheduler.base_lrs]
+        self.scheduler._last_lr = self.scheduler.get_lr()  # type: ignore[assignment]
+        for group, lr in zip(self.optimizer.param_groups, self.scheduler._last_lr):
+            set_group_value(group, "lr", lr)
+        self._take_guard_snapshot()  # the restored state, with the new LR, is the new last good state
+        self._watcher = _LossWatcher(self._watcher.size)
+        decision = Decision(
+            "guard", self._lr_scale,
+            f"loss diverged at step {step} ({value:.4g}); restored the state of step {self._guard_step} "
+            f"and multiplied the learning rate by {self.guard_lr_factor:g} (now {self._lr_scale:g} of the plan)",
+            evidence={"step": step, "loss": value if math.isfinite(value) else str(value), "retry": self._retries},
+            step=step,
+        )
+        logger.warning("autolr guard: %s", decision.reason)
+        self._report([decision])
+
+    def end_epoch(self, val_loss: float | torch.Tensor | None = None) -> None:
+        """Call once at the end of every epoch; steps per-epoch schedules and feeds plateau schedules."""
+        self.epoch += 1
+        if self.scheduler is None or self.plan is None:
+            return
+        if self.plan.step_granularity == "metric":
+            if val_loss is None:
+                raise ConfigurationError(
+                    "the plateau schedule reduces the LR from a metric: call tuner.end_epoch(val_loss=...)"
+                )
+            value = float(val_loss)
+            schedule = self.scheduler.schedule
+            assert isinstance(schedule, Plateau)
+            if schedule.observe(value):
+                self._report([Decision(
+                    "plateau", schedule(0), f"validation loss {value:.4g} did not improve for "
+                    f"{schedule.patience} epochs; LR multiplied by {schedule.factor:g}", step=self.step)])
+            self.scheduler._advance()  # type: ignore[attr-defined]
+        elif self.plan.step_granularity == "epoch":
+            self.scheduler._advance()  # type: ignore[attr-defined]
+
+    def _report(self, decisions: list[Decision]) -> None:
+        self.decisions.extend(decisions)
+        if dist.is_rank_zero():
+            for reporter in self.reporters:
+                _safe_report(reporter.decisions, decisions)
+
+    def summary(self) -> str:
+        """The range test and the plan at a glance."""
+        return format_summary(self.result, self.decisions)
+
+    def close(self) -> None:
+        """Flush logging and close reporters (the schedule stays attached until :meth:`detach`)."""
+        self._check(self._watcher.flush(self.step))
+        for reporter in self.reporters:
+            _safe_report(reporter.close)
+
+    def detach(self) -> None:
+        """Remove every hook. The optimizer keeps its current LRs and groups and holds no reference to the tuner."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        if self._guard_snapshot is not None:
+            self._guard_snapshot.close()
+            self._guard_snapshot = None
+
+    # -- checkpointing ---------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Plain, JSON-ready state: plan, scheduler position, counters, guard state, range-test result."""
+        return {
+            "version": _STATE_VERSION,
+            "plan": self.plan.to_dict() if self.plan is not None else None,
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "group_origin": list(self._group_origin),
+            "step": self.step,
+            "epoch": self.epoch,
+            "retries": self._retries,
+            "lr_scale": self._lr_scale,
+            "result": self.result.to_dict() if self.result is not None else None,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume: re-apply the saved plan (group split, LRs, scheduler position) without a new range test.
+
+        Call it on a fresh ``AutoLR`` built on the fresh model and optimizer, *before*
+        ``optimizer.load_state_dict(...)`` (the optimizer's checkpoint has the split groups).
+        """
+        if state.get("version") != _STATE_VERSION:
+            raise StateError(f"unknown AutoLR state version {state.get('version')!r}; expected {_STATE_VERSION}")
+        self.step, self.epoch = int(state["step"]), int(state["epoch"])
+        self._retries, self._lr_scale = int(state["retries"]), float(state["lr_scale"])
+        if state.get("result") is not None:
+            self.result = LRFindResult.from_dict(state["result"])
+        if state.get("plan") is None:
+            return
+        plan = Plan.from_dict(state["plan"])
+        self.apply_plan(plan)
+        if self._group_origin != list(state["group_origin"]):
+            raise StateError(
+                "the param groups after re-applying the plan do not match the checkpoint; build the optimizer "
+                "the same way as in the original run"
+            )
+        assert self.scheduler is not None
+        self.scheduler.load_state_dict(state["scheduler"])
+        for group, lr in zip(self.optimizer.param_groups, self.scheduler.get_last_lr()):
+            set_group_value(group, "lr", lr)
+
+
+def _length(loader: Any) -> int | None:
+    try:
+        return len(loader)
+    except TypeError:
+        return None
+
+
+def _replace_decision(plan: Plan, decision: Decision) -> Plan:
+    from dataclasses import replace
+
+    return replace(plan, decisions=tuple(decision if d.name == decision.name else d for d in plan.decisions))
