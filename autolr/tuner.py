@@ -341,7 +341,9 @@ class AutoLR:
         self._report(list(plan.decisions))
         return plan
 
-    def _sweep_weight_decay(self, loader: Iterable[Any], kwargs: dict[str, Any]) -> tuple[LRFindResult, float, Decision]:
+    def _sweep_weight_decay(
+        self, loader: Iterable[Any], kwargs: dict[str, Any]
+    ) -> tuple[LRFindResult, float, Decision]:
         """Smith's method: a range test per weight decay; keep the one whose curve reaches the lowest loss."""
         original = [g.get("weight_decay", 0.0) for g in self.optimizer.param_groups]
         started = time.perf_counter()
