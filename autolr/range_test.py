@@ -39,7 +39,7 @@ from . import suggest as _suggest
 from .curve import DEFAULT_SMOOTHING, Curve
 from .errors import AutoLRWarning, ConfigurationError, DataError
 from .param_groups import get_lrs, set_group_value, validate_param_groups
-from .report import Reporter, format_summary
+from .report import Reporter, emit_summary, format_summary
 from .result import LRFindResult
 from .snapshot import Snapshot
 from .suggest import Suggestion
@@ -145,7 +145,9 @@ def _validate(
     if loader is None or not hasattr(loader, "__iter__"):
         raise ConfigurationError(f"loader must be an iterable of batches (e.g. a DataLoader), got {loader!r}")
     with contextlib.suppress(TypeError):
-        if len(loader) == 0:
+        # Under torch.distributed one rank's loader may be empty while the others' are not: raising here, on
+        # that rank alone, would leave the others waiting; the sweep checks every rank's data collectively.
+        if len(loader) == 0 and not dist.is_distributed():
             raise DataError("the loader is empty (len 0); pass a loader with at least one batch")
     if mode not in ("exponential", "linear"):
         raise ConfigurationError(f"mode must be 'exponential' or 'linear', got {mode!r}")
@@ -370,14 +372,14 @@ def lr_find(
             smoothing=smoothing, check_every=check_every, keyboard_interrupt=keyboard_interrupt,
             progress=progress, device=target,
         )
-    suggestion: Suggestion = dist.broadcast_object(
-        _suggest.suggest(curve.lrs, curve.losses, method=method) if dist.is_rank_zero() else None
+    suggestion: Suggestion = dist.decide_on_rank_zero(
+        lambda: _suggest.suggest(curve.lrs, curve.losses, method=method)
     )
     result = LRFindResult(curve, suggestion, initial_lrs=initial_lrs, settings=settings)
     if apply:
         result.apply(optimizer)
     if dist.is_rank_zero():
-        logger.info("%s", format_summary(result))
+        emit_summary(format_summary(result), echo=progress)
         for reporter in reporters:
             _safe_report(reporter.range_test_end, result)
     return result
@@ -449,8 +451,6 @@ def _sweep(
             return loss_fn(model(batch[0]), batch[1])
 
     held_out = [move_to_device(b, device) for _, b in zip(range(val_batches), val_loader)] if val_loader else []
-    if val_loader is not None and not held_out:
-        raise DataError("val_loader yielded no batch; pass a non-empty validation loader or val_loader=None")
     if not model.training:  # the user called model.eval(); a range test trains (restored afterwards)
         model.train()
     modes = [(m, m.training) for m in model.modules()]  # submodules the user froze in eval mode stay so
@@ -468,17 +468,8 @@ def _sweep(
     def on_step(*_: Any) -> None:
         stepped[0] = True
 
+    data = _check_data(_cycle(loader), val_missing=val_loader is not None and not held_out, device=loss_device)
     handle = optimizer.register_step_post_hook(on_step)
-    data = _cycle(loader)
-    if dist.is_distributed():  # every rank must agree that there is data, or the others would hang
-        empty, first = torch.tensor(0.0, device=loss_device), None
-        try:
-            first = next(data)
-        except DataError:
-            empty.fill_(1.0)
-        if dist.all_reduce_max(empty).item() > 0:
-            raise DataError("a rank's loader yielded no batch; every rank needs at least one batch")
-        data = _chain_first(first, data)
     bar = _progress_bar(num_steps, progress and dist.is_rank_zero())
     count = skipped = 0
     max_skips = max(20, num_steps)
@@ -545,6 +536,28 @@ def _sweep(
         skipped_steps=skipped, wall_time=time.perf_counter() - started, group_ratios=tuple(ratios),
         mode=mode, loss_kind="validation" if held_out else "train",
     )
+
+
+def _check_data(data: Iterator[Any], *, val_missing: bool, device: torch.device) -> Iterator[Any]:
+    """Fetch the first batch; raise DataError if the loader or the validation loader yielded nothing.
+
+    Under torch.distributed every rank raises if any rank has no data: the verdict is all-reduced first,
+    because a rank that raised alone would leave the others waiting in the next collective.
+    """
+    first, empty = None, False
+    try:
+        first = next(data)
+    except DataError:
+        empty = True
+    where = ""
+    if dist.is_distributed():
+        flags = dist.all_reduce_max(torch.tensor([float(empty), float(val_missing)], device=device)).tolist()
+        empty, val_missing, where = flags[0] > 0, flags[1] > 0, " on at least one rank (every rank needs one)"
+    if empty:
+        raise DataError(f"the loader yielded no batch{where}; pass a non-empty DataLoader or iterable of batches")
+    if val_missing:
+        raise DataError(f"val_loader yielded no batch{where}; pass a non-empty validation loader or val_loader=None")
+    return _chain_first(first, data)
 
 
 def _chain_first(first: Any, rest: Iterator[Any]) -> Iterator[Any]:

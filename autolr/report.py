@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .result import LRFindResult
 
-__all__ = ["Decision", "LoggingReporter", "Reporter", "format_lr", "format_summary"]
+__all__ = ["Decision", "LoggingReporter", "Reporter", "emit_summary", "format_lr", "format_summary"]
 
 logger = logging.getLogger("autolr")
 
@@ -132,6 +132,19 @@ def format_summary(result: LRFindResult | None = None, decisions: Sequence[Decis
         value = format_lr(d.value) if isinstance(d.value, float) else d.value
         lines.append(f"  {d.name}: {value} — {d.reason}")
     return "\n".join(lines)
+
+
+def emit_summary(text: str, *, echo: bool) -> None:
+    """Log ``text`` at INFO on the ``autolr`` logger; with ``echo``, also write it to stderr (through tqdm,
+    so it does not break progress bars). ``echo`` follows ``progress=``: interactive runs see the summary
+    without configuring logging."""
+    logger.info("%s", text)
+    if echo and text:
+        import sys
+
+        from tqdm.auto import tqdm
+
+        tqdm.write(text, file=sys.stderr)
 
 
 class LoggingReporter(Reporter):

@@ -36,7 +36,7 @@ from .errors import AutoLRWarning, ConfigurationError, DivergenceError, StateErr
 from .param_groups import get_lrs, set_group_value, validate_param_groups
 from .plan import KNOWN_OPTIMIZERS, SCHEDULES, Plan, make_plan, split_no_decay
 from .range_test import ComputeLoss, LossFn, _safe_report, lr_find
-from .report import Decision, LoggingReporter, Reporter, format_summary
+from .report import Decision, Reporter, emit_summary, format_summary
 from .result import LRFindResult
 from .schedule import Plateau, ScheduleLR, schedule_from_dict
 from .snapshot import Snapshot
@@ -247,7 +247,7 @@ class AutoLR:
         self.guard, self.guard_every, self.guard_lr_factor = guard, guard_every, guard_lr_factor
         self.guard_max_retries, self.guard_divergence_factor = guard_max_retries, guard_divergence_factor
         self.range_test_defaults = {"progress": progress, **range_test}
-        self.reporters: list[Reporter] = [LoggingReporter(), *reporters]
+        self.reporters: list[Reporter] = list(reporters)
         if wandb:
             from autolr.integrations.wandb import WandbReporter  # optional, imported only when asked for
 
@@ -339,6 +339,8 @@ class AutoLR:
         for reporter in self.reporters:
             _safe_report(reporter.range_test_end, result)
         self._report(list(plan.decisions))
+        if dist.is_rank_zero():
+            emit_summary("autolr plan\n" + format_summary(None, plan.decisions), echo=bool(kwargs.get("progress")))
         return plan
 
     def _sweep_weight_decay(
@@ -419,6 +421,10 @@ class AutoLR:
             self.scheduler._advance()  # type: ignore[attr-defined]
         if self._metric_reporters and self.scheduler is not None:
             metrics = {f"autolr/lr/group{i}": lr for i, lr in enumerate(self.scheduler.get_last_lr())}
+            for i, group in enumerate(self.optimizer.param_groups):
+                wd = group.get("weight_decay")
+                if isinstance(wd, (int, float)):
+                    metrics[f"autolr/weight_decay/group{i}"] = float(wd)
             for reporter in self._metric_reporters:
                 _safe_report(reporter.training_metrics, self.step, metrics)
 

@@ -37,9 +37,9 @@ def main() -> None:
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     before = {k: v.clone() for k, v in model.state_dict().items()}
 
+    # Shows a progress bar, then the summary (range, stop reason, suggestion, reason, alternatives).
     result = autolr.lr_find(model, optimizer, loader, loss_fn=nn.CrossEntropyLoss())
 
-    print(result.summary())
     restored = all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     print(f"model restored bit for bit: {restored}; optimizer lr still {optimizer.param_groups[0]['lr']}")
     try:
