@@ -50,34 +50,30 @@ _STATE_VERSION = 1
 
 
 class _TunerScheduler(ScheduleLR):
-    """The plan's scheduler. Only the tuner advances it; a manual ``step()`` is warned about and ignored."""
+    """The plan's scheduler. While the tuner steps it (``manual`` False), a manual ``step()`` is warned about
+    and ignored, so the schedule is never advanced twice."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._owned = True  # allow the initial step torch makes in __init__
-        super().__init__(*args, **kwargs)
-        self._owned = False
+        self.manual = True  # let through the initial step torch makes in __init__
         self._warned = False
+        super().__init__(*args, **kwargs)
+        self.manual = False
 
     def step(self, epoch: int | None = None) -> None:  # type: ignore[override]
-        if not self._owned:
-            if not self._warned:
-                self._warned = True
-                warnings.warn(
-                    "this scheduler is stepped by autolr.AutoLR automatically (after every optimizer step, or "
-                    "at tuner.end_epoch()); your scheduler.step() call was ignored so the schedule is not "
-                    "advanced twice. Remove the call.",
-                    AutoLRWarning,
-                    stacklevel=2,
-                )
-            return
-        super().step(epoch)
+        if self.manual:
+            super().step(epoch)
+        elif not self._warned:
+            self._warned = True
+            warnings.warn(
+                "this scheduler is stepped by autolr.AutoLR automatically (after every optimizer step, or at "
+                "tuner.end_epoch()); your scheduler.step() call was ignored so the schedule is not advanced "
+                "twice. Remove the call, or create AutoLR(..., auto_step=False) to step it yourself.",
+                AutoLRWarning,
+                stacklevel=2,
+            )
 
     def _advance(self) -> None:
-        self._owned = True
-        try:
-            super().step()
-        finally:
-            self._owned = False
+        ScheduleLR.step(self)
 
 
 class _LossWatcher:
@@ -181,6 +177,8 @@ class AutoLR:
         guard_max_retries: interventions before giving up with :class:`~autolr.errors.DivergenceError`.
         guard_divergence_factor: the smoothed observed loss above this many times its best is a divergence.
         check_every: observed losses are read back to the host in batches of this size.
+        auto_step: step the scheduler automatically after every optimizer step (and at :meth:`end_epoch`).
+            ``False`` hands :attr:`scheduler` to you or your framework to step like any torch scheduler.
         reporters: :class:`~autolr.report.Reporter` objects (W&B, local report, ...).
         wandb: ``True`` or a dict of :class:`autolr.integrations.wandb.WandbReporter` arguments.
         progress: show the range test's progress bar.
@@ -205,6 +203,7 @@ class AutoLR:
         guard_max_retries: int = 3,
         guard_divergence_factor: float = 4.0,
         check_every: int = 16,
+        auto_step: bool = True,
         reporters: Sequence[Reporter] = (),
         wandb: bool | dict[str, Any] = False,
         progress: bool = True,
@@ -244,6 +243,7 @@ class AutoLR:
         self.weight_decay_grid = tuple(float(w) for w in weight_decay_grid)
         self.exclude_embeddings, self.step_granularity = exclude_embeddings, step_granularity
         self.warmup_steps = warmup_steps
+        self.auto_step = auto_step
         self.guard, self.guard_every, self.guard_lr_factor = guard, guard_every, guard_lr_factor
         self.guard_max_retries, self.guard_divergence_factor = guard_max_retries, guard_divergence_factor
         self.range_test_defaults = {"progress": progress, **range_test}
@@ -254,7 +254,7 @@ class AutoLR:
             self.reporters.append(WandbReporter(**(wandb if isinstance(wandb, dict) else {})))
         self.result: LRFindResult | None = None
         self.plan: Plan | None = None
-        self.scheduler: ScheduleLR | None = None
+        self.scheduler: _TunerScheduler | None = None
         self.decisions: list[Decision] = []
         self.step = 0
         self.epoch = 0
@@ -386,14 +386,18 @@ class AutoLR:
         schedule = schedule_from_dict(plan.schedule.to_dict())  # type: ignore[attr-defined]  # fresh state
         self.scheduler = _TunerScheduler(self.optimizer, schedule, base_lrs=bases)
         self.plan = plan
-        self._handles.append(self.optimizer.register_step_post_hook(self._on_optimizer_step))
-        if self.guard:
-            self._take_guard_snapshot()
+        if self.auto_step:
+            self._handles.append(self.optimizer.register_step_post_hook(self._on_optimizer_step))
+        else:
+            self.scheduler.manual = True  # the user or the framework steps it
 
     def _split_groups(self, plan: Plan) -> None:
         groups = self.optimizer.param_groups
-        if plan.weight_decay <= 0 and not any(g.get("weight_decay", 0) for g in groups):
-            self._group_origin = list(range(len(groups)))
+        self._group_origin = list(range(len(groups)))
+        if plan.weight_decay <= 0:  # no decay at all: nothing to split
+            for group in groups:
+                if "weight_decay" in group:
+                    set_group_value(group, "weight_decay", 0.0)
             return
         info = self._named_params_info()
         _, no_decay_names = split_no_decay(info, exclude_embeddings=plan.exclude_embeddings)
@@ -418,7 +422,7 @@ class AutoLR:
     def _on_optimizer_step(self, *_: Any) -> None:
         self.step += 1
         if self.scheduler is not None and self.plan is not None and self.plan.step_granularity == "step":
-            self.scheduler._advance()  # type: ignore[attr-defined]
+            self.scheduler._advance()
         if self._metric_reporters and self.scheduler is not None:
             metrics = {f"autolr/lr/group{i}": lr for i, lr in enumerate(self.scheduler.get_last_lr())}
             for i, group in enumerate(self.optimizer.param_groups):
@@ -438,7 +442,7 @@ class AutoLR:
         ready = self._watcher.add(loss, self.step)
         if ready:
             self._check(ready)
-        if self.guard and self.step - self._guard_step >= self.guard_every:
+        if self.guard and (self._guard_snapshot is None or self.step - self._guard_step >= self.guard_every):
             self._check(self._watcher.flush(self.step))
             self._take_guard_snapshot()
 
@@ -464,7 +468,7 @@ class AutoLR:
         self._guard_step = self.step
 
     def _intervene(self, step: int, value: float) -> None:
-        if self._guard_snapshot is None:
+        if self._guard_snapshot is None or self.scheduler is None:
             raise StateError("the divergence guard has no snapshot; call tuner.lr_find() before training")
         self._retries += 1
         tried = self._lr_scale
@@ -477,7 +481,6 @@ class AutoLR:
         self._guard_snapshot.restore()
         self.step = self._guard_step
         self._lr_scale *= self.guard_lr_factor
-        assert self.scheduler is not None
         self.scheduler.base_lrs = [b * self.guard_lr_factor for b in self.scheduler.base_lrs]
         self.scheduler._last_lr = self.scheduler.get_lr()  # type: ignore[assignment]
         for group, lr in zip(self.optimizer.param_groups, self.scheduler._last_lr):
@@ -497,7 +500,7 @@ class AutoLR:
     def end_epoch(self, val_loss: float | torch.Tensor | None = None) -> None:
         """Call once at the end of every epoch; steps per-epoch schedules and feeds plateau schedules."""
         self.epoch += 1
-        if self.scheduler is None or self.plan is None:
+        if self.scheduler is None or self.plan is None or not self.auto_step:
             return
         if self.plan.step_granularity == "metric":
             if val_loss is None:
@@ -511,9 +514,9 @@ class AutoLR:
                 self._report([Decision(
                     "plateau", schedule(0), f"validation loss {value:.4g} did not improve for "
                     f"{schedule.patience} epochs; LR multiplied by {schedule.factor:g}", step=self.step)])
-            self.scheduler._advance()  # type: ignore[attr-defined]
+            self.scheduler._advance()
         elif self.plan.step_granularity == "epoch":
-            self.scheduler._advance()  # type: ignore[attr-defined]
+            self.scheduler._advance()
 
     def _report(self, decisions: list[Decision]) -> None:
         self.decisions.extend(decisions)
@@ -536,6 +539,8 @@ class AutoLR:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+        if self.scheduler is not None:
+            self.scheduler.manual = True  # a manual step() works normally again
         if self._guard_snapshot is not None:
             self._guard_snapshot.close()
             self._guard_snapshot = None

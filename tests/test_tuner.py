@@ -378,3 +378,53 @@ def test_lr_find_twice_is_refused() -> None:
     tuner.lr_find(tasks.loader(), nn.CrossEntropyLoss(), total_steps=10, num_steps=20)
     with pytest.raises(autolr.StateError, match="already applied"):
         tuner.lr_find(tasks.loader(), nn.CrossEntropyLoss(), total_steps=10)
+
+
+def test_auto_step_off_hands_a_plain_scheduler_to_the_user() -> None:
+    model = tasks.BNDropoutNet()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    tuner = AutoLR(model, opt, schedule="linear", weight_decay=None, auto_step=False, progress=False)
+    plan = tuner.lr_find(tasks.loader(), nn.CrossEntropyLoss(), total_steps=40)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _loop(model, opt, tuner, tasks.batches(), 3)
+        assert opt.param_groups[0]["lr"] == pytest.approx(plan.lrs[0] * plan.schedule(0))  # not auto-stepped
+        tuner.scheduler.step()
+        tuner.scheduler.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(plan.lrs[0] * plan.schedule(2))
+
+
+def test_after_detach_manual_steps_work_again() -> None:
+    model = tasks.BNDropoutNet()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    tuner = AutoLR(model, opt, schedule="linear", weight_decay=None, progress=False)
+    plan = tuner.lr_find(tasks.loader(), nn.CrossEntropyLoss(), total_steps=40)
+    _loop(model, opt, tuner, tasks.batches(), 2)
+    tuner.detach()
+    tuner.scheduler.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(plan.lrs[0] * plan.schedule(3))
+
+
+def test_no_weight_decay_means_no_split_and_zero_decay() -> None:
+    model = tasks.BNDropoutNet()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
+    tuner = AutoLR(model, opt, schedule="constant", weight_decay=None, progress=False)
+    tuner.lr_find(tasks.loader(), nn.CrossEntropyLoss(), total_steps=10, num_steps=30)
+    assert len(opt.param_groups) == 1 and opt.param_groups[0]["weight_decay"] == 0.0
+
+
+def test_guard_resumed_run_snapshots_after_the_optimizer_is_loaded() -> None:
+    model = Regression()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    tuner = AutoLR(model, opt, schedule="constant", weight_decay=None, guard=True, progress=False)
+    tuner.apply_plan(make_plan(Suggestion(0.01, "manual", 1.0, "ok"), param_group_lrs=[0.01],
+                               optimizer_name="SGD", total_steps=100, schedule="constant", weight_decay=None))
+    assert tuner._guard_snapshot is None  # taken at the first observed step, not before a resume's loads
+    data = _regression_data()
+    x, y = data[0]
+    opt.zero_grad()
+    loss = nn.functional.mse_loss(model(x), y)
+    loss.backward()
+    opt.step()
+    tuner.observe(loss)
+    assert tuner._guard_snapshot is not None and tuner._guard_step == 1
