@@ -3,6 +3,10 @@
 Everything here works unchanged in a single process: with no initialized process group, reductions are
 identity functions and every process is rank 0.
 
+Every rank must call these collectives in the same order, or the ranks that did call one wait for the others
+(until the process group's timeout: 30 minutes by default with gloo). So a decision taken on one rank is
+shared with :func:`decide_on_rank_zero`, which also shares a failure: every rank raises instead of waiting.
+
 Example:
     >>> import torch
     >>> all_reduce_mean(torch.tensor(2.0)).item()   # no process group: unchanged
@@ -13,15 +17,19 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import torch
+
+from .errors import AutoLRError
 
 __all__ = [
     "all_reduce_max",
     "all_reduce_mean",
     "barrier",
     "broadcast_object",
+    "decide_on_rank_zero",
     "get_rank",
     "get_world_size",
     "is_distributed",
@@ -84,6 +92,33 @@ def broadcast_object(obj: T, src: int = 0) -> T:
     box: list[Any] = [obj]
     torch.distributed.broadcast_object_list(box, src=src)
     return box[0]
+
+
+def decide_on_rank_zero(fn: Callable[[], T]) -> T:
+    """Call ``fn`` on rank 0 only and return its result on every rank.
+
+    If ``fn`` raises on rank 0, rank 0 re-raises it and every other rank raises :class:`AutoLRError` naming
+    it, so no rank is left waiting for a broadcast that never comes. In a single process this is ``fn()``.
+
+    Example:
+        >>> decide_on_rank_zero(lambda: 3e-3)   # no process group: just calls it
+        0.003
+    """
+    if not is_distributed():
+        return fn()
+    value: Any = None
+    error: Exception | None = None
+    if is_rank_zero():
+        try:
+            value = fn()
+        except Exception as exc:  # shared below, then re-raised here
+            error = exc
+    value, failure = broadcast_object((value, None if error is None else repr(error)))
+    if error is not None:
+        raise error
+    if failure is not None:
+        raise AutoLRError(f"rank 0 failed while deciding for every rank: {failure}; see rank 0's traceback")
+    return value  # type: ignore[no-any-return]
 
 
 def barrier() -> None:

@@ -41,7 +41,7 @@ from .errors import AutoLRWarning, ConfigurationError, DataError
 from .param_groups import get_lrs, set_group_value, validate_param_groups
 from .report import Reporter, emit_summary, format_summary
 from .result import LRFindResult
-from .snapshot import Snapshot
+from .snapshot import Snapshot, reshard_fsdp
 from .suggest import Suggestion
 
 __all__ = ["lr_find", "move_to_device", "sweep_lrs"]
@@ -303,8 +303,14 @@ def lr_find(
     best value, or a loss is NaN/inf. Afterwards the model, optimizer, scaler and RNGs are restored bit for
     bit; with ``apply=True`` the suggested LR is then set on every group (ratios kept).
 
+    Under ``torch.distributed`` (DDP, FSDP; launched with ``torchrun``) call it on every rank with the same
+    arguments, each rank with its own shard of the data. Every step's loss is averaged over the ranks, so all
+    ranks record the same curve, stop at the same step and get the same suggestion (computed on rank 0 and
+    broadcast); each rank restores its own state (FSDP: its own shards); only rank 0 logs, shows the progress
+    bar and calls the reporters. The LR found is for the global batch (per-rank batch x world size).
+
     Args:
-        model: the model to train (may be wrapped in DDP).
+        model: the model to train (may be wrapped in DDP or sharded with FSDP).
         optimizer: its optimizer; every param group needs a positive ``lr``.
         loader: a DataLoader or any iterable of batches; cycled when shorter than the test.
         loss_fn: for ``(inputs, targets)`` batches: ``loss = loss_fn(model(inputs), targets)``.
@@ -348,6 +354,7 @@ def lr_find(
         >>> res.curve.stop_reason in ("completed", "diverged", "non_finite")
         True
     """
+    reshard_fsdp(model)  # FSDP2 left unsharded (e.g. by an eval pass) holds full tensors, not the optimizer's
     starts = _validate(
         model, optimizer, loader, loss_fn, compute_loss, start_lr, end_lr, num_steps, mode,
         accumulation_steps, max_grad_norm, divergence_factor, smoothing, snapshot, method,

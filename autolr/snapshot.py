@@ -13,6 +13,12 @@ Copies go to CPU memory (pinned when the model is on CUDA), so a snapshot costs 
 memory stays low, loaded back with ``weights_only=True`` and removed on :meth:`close` (and on exit of the
 ``with`` block, even after an error).
 
+Under ``torch.distributed`` every rank snapshots and restores its own state, without any collective. A DDP
+wrapper is seen through (its parameters and buffers are the wrapped model's). With FSDP only this rank's
+shards are copied, never the full model: FSDP2 (``fully_shard``) parameters, gradients and optimizer state
+are DTensors, saved as their local shard and copied back into it (modules left unsharded are resharded
+first); FSDP1 parameters are flat local shards already.
+
 Example:
     >>> import torch
     >>> model = torch.nn.Linear(2, 1)
@@ -31,6 +37,7 @@ import logging
 import os
 import random
 import shutil
+import sys
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -42,7 +49,7 @@ import torch
 
 from .errors import ConfigurationError, StateError
 
-__all__ = ["RNGState", "Snapshot"]
+__all__ = ["RNGState", "Snapshot", "reshard_fsdp"]
 
 logger = logging.getLogger("autolr")
 
@@ -52,6 +59,55 @@ Storage = Literal["cpu", "disk"]
 def _local(t: torch.Tensor) -> torch.Tensor:
     """The local shard of a DTensor (FSDP2), or the tensor itself."""
     return t.to_local() if hasattr(t, "to_local") else t
+
+
+# How to rebuild a tensor from its saved local copy: the device, and for a DTensor its sharding
+# (device mesh, placements, global shape, global stride), else None.
+_Layout = tuple[torch.device, Any]
+
+
+def _layout(t: torch.Tensor) -> _Layout:
+    if hasattr(t, "to_local"):
+        return t.to_local().device, (t.device_mesh, t.placements, t.shape, t.stride())  # type: ignore[attr-defined]
+    return t.device, None
+
+
+def _rebuild(local: torch.Tensor, layout: _Layout) -> torch.Tensor:
+    """A new tensor (a DTensor with the saved sharding, if it was one) holding a copy of ``local``."""
+    device, spec = layout
+    out = local.to(device, copy=True)
+    if spec is None:
+        return out
+    from torch.distributed.tensor import DTensor
+
+    mesh, placements, shape, stride = spec
+    return DTensor.from_local(out, mesh, placements, run_check=False, shape=shape, stride=stride)
+
+
+def _fits(live: torch.Tensor, saved: torch.Tensor, layout: _Layout) -> bool:
+    """True when ``saved`` (a local copy of a tensor with ``layout``) can be copied into ``live`` in place."""
+    local = _local(live)
+    is_dtensor = hasattr(live, "to_local")
+    return is_dtensor == (layout[1] is not None) and local.shape == saved.shape and local.dtype == saved.dtype
+
+
+def reshard_fsdp(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """Put every FSDP2 (``fully_shard``) module in ``model`` in its sharded state; return those modules.
+
+    Between training steps FSDP2 modules are sharded: the registered parameters are this rank's DTensor
+    shards, the ones the optimizer holds. ``fully_shard(..., reshard_after_forward=False)`` leaves the full,
+    unsharded parameters registered after a forward pass without backward (an evaluation, say), and frees their
+    storage at the next reshard. Resharding first means a snapshot holds only this rank's shards and restores
+    into tensors that stay alive. No-op (and no import) when FSDP was never imported.
+    """
+    fsdp = sys.modules.get("torch.distributed.fsdp")
+    fsdp_module = getattr(fsdp, "FSDPModule", None)
+    if fsdp_module is None:
+        return []
+    modules = [m for m in model.modules() if isinstance(m, fsdp_module)]
+    for module in modules:
+        module.reshard()  # type: ignore[operator]
+    return modules
 
 
 @dataclass
@@ -94,7 +150,9 @@ class _Store:
         if t.device.type == "cuda":
             self.uses_cuda = True
             pinned = self.storage == "cpu"
-            out = torch.empty(t.shape, dtype=t.dtype, device="cpu", pin_memory=pinned)
+            # Same strides as the source (e.g. channels_last): a copy between CPU and GPU whose layouts differ
+            # is staged through a contiguous temporary on the GPU, on the way out and again on restore.
+            out = torch.empty_like(t, device="cpu", pin_memory=pinned)
             return out.copy_(t, non_blocking=pinned)
         return t.to("cpu", copy=True)
 
@@ -148,7 +206,7 @@ class Snapshot:
         self._params: list[torch.nn.Parameter] = []
         self._param_meta: list[tuple[bool, bool]] = []  # (requires_grad, had_grad)
         self._opt_state_meta: dict[int, dict[str, Any]] = {}
-        self._state_devices: dict[tuple[int, str], torch.device] = {}
+        self._layouts: dict[tuple[int, str], _Layout] = {}  # (param index, "grad" or state key)
         self._buffers: list[tuple[torch.nn.Module, str, torch.Tensor]] = []
         self._modes: list[tuple[torch.nn.Module, bool]] = []
         self._groups: list[dict[str, Any]] = []
@@ -157,6 +215,7 @@ class Snapshot:
         self._scaler_state: dict[str, Any] | None = None
         self._extra: dict[str, tuple[Any, Any]] = {}
         self._rng: RNGState | None = None
+        self._fsdp: list[torch.nn.Module] = []
 
     @classmethod
     def take(
@@ -187,17 +246,19 @@ class Snapshot:
         self = cls()
         self._store = store = _Store(storage)
         try:
+            self._fsdp = reshard_fsdp(model)
             self._params = _unique_params(model, optimizer)
             state = optimizer.state if optimizer is not None else {}
             for i, p in enumerate(self._params):
                 tensors = {"data": p}
                 if p.grad is not None:
                     tensors["grad"] = p.grad
+                    self._layouts[(i, "grad")] = _layout(p.grad)
                 meta: dict[str, Any] = {}
                 for k, v in state.get(p, {}).items():
                     if torch.is_tensor(v):
                         tensors[f"state.{k}"] = v
-                        self._state_devices[(i, k)] = v.device
+                        self._layouts[(i, k)] = _layout(v)
                     else:
                         meta[k] = copy.deepcopy(v)
                 if p in state:
@@ -241,6 +302,8 @@ class Snapshot:
         store = self._store
         if store is None:
             raise StateError("this snapshot was closed; take a new one")
+        for module in self._fsdp:  # e.g. after an error inside a forward pass
+            module.reshard()  # type: ignore[operator]
         state = self._optimizer.state if self._optimizer is not None else None
         for i, p in enumerate(self._params):
             saved = store.get(f"p{i}")
@@ -249,10 +312,10 @@ class Snapshot:
             p.requires_grad_(requires_grad)
             if not had_grad:
                 p.grad = None
-            elif p.grad is not None and p.grad.shape == saved["grad"].shape:
+            elif p.grad is not None and _fits(p.grad, saved["grad"], self._layouts[(i, "grad")]):
                 _copy_into(p.grad, saved["grad"])
             else:
-                p.grad = saved["grad"].to(p.device)
+                p.grad = _rebuild(saved["grad"], self._layouts[(i, "grad")])
             if state is not None:
                 self._restore_param_state(state, i, p, saved)
         saved_buffers = store.get("buffers")
@@ -292,10 +355,10 @@ class Snapshot:
                 continue
             k = k[len("state."):]
             cur = live.get(k)
-            if torch.is_tensor(cur) and cur.shape == v.shape and cur.dtype == v.dtype:
+            if torch.is_tensor(cur) and _fits(cur, v, self._layouts[(i, k)]):
                 _copy_into(cur, v)
             else:
-                live[k] = v.to(self._state_devices[(i, k)], copy=True)
+                live[k] = _rebuild(v, self._layouts[(i, k)])
         for k, v in self._opt_state_meta[i].items():
             live[k] = copy.deepcopy(v)
 
@@ -304,7 +367,7 @@ class Snapshot:
         if self._store is not None:
             self._store.close()
             self._store = None
-        self._params, self._buffers, self._modes = [], [], []
+        self._params, self._buffers, self._modes, self._fsdp = [], [], [], []
         self._optimizer = self._scaler = None
         self._extra = {}
 

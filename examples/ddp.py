@@ -1,0 +1,77 @@
+"""A learning-rate range test under DistributedDataParallel: 2 processes, on CPU in seconds.
+
+Launch it with::
+
+    torchrun --nproc_per_node=2 examples/ddp.py
+
+It uses the gloo backend on CPU, or nccl with one GPU per process when CUDA is available. Every rank trains
+the same DDP model on its own shard of a generated 10-class problem (a ``DistributedSampler``); autolr averages
+the loss over the ranks at every step, so both ranks sweep the same curve, stop at the same step and get the
+same suggestion. Each rank restores its own model and optimizer afterwards. Only rank 0 prints.
+
+Without torchrun (``python examples/ddp.py``) it runs the same test in one process.
+
+The LR found is for the global batch: 64 per rank x the number of ranks. Run the range test with the world
+size you train with (``result.settings["world_size"]`` records it).
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+
+import autolr
+
+BATCH_PER_RANK = 64
+
+
+def make_data(seed: int = 0) -> TensorDataset:
+    """A generated 10-class problem; the same on every rank (the sampler gives each rank its part)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(8192, 32, generator=g)
+    teacher = nn.Sequential(nn.Linear(32, 64), nn.Tanh(), nn.Linear(64, 10))
+    with torch.no_grad():
+        y = teacher(x).argmax(dim=1)
+    return TensorDataset(x, y)
+
+
+def main() -> None:
+    distributed = "WORLD_SIZE" in os.environ  # set by torchrun
+    cuda = torch.cuda.is_available()
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    device = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+    if distributed:
+        dist.init_process_group("nccl" if cuda else "gloo")
+    rank, world_size = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
+
+    torch.manual_seed(0)  # DDP copies rank 0's weights to every rank anyway
+    dataset = make_data()
+    sampler = DistributedSampler(dataset, shuffle=True, seed=0) if distributed else None
+    loader = DataLoader(dataset, batch_size=BATCH_PER_RANK, sampler=sampler, shuffle=sampler is None)
+    model: nn.Module = nn.Sequential(nn.Linear(32, 128), nn.ReLU(), nn.Linear(128, 10)).to(device)
+    if distributed:
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if cuda else None)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+
+    # Every rank calls lr_find with the same arguments; batches are moved to the model's device.
+    # Rank 0 shows the progress bar and the summary (on stderr).
+    result = autolr.lr_find(model, optimizer, loader, loss_fn=nn.CrossEntropyLoss(), num_steps=100)
+
+    if rank == 0:
+        lr = "none" if result.lr is None else f"{result.lr:.2e}"
+        global_batch = BATCH_PER_RANK * result.settings["world_size"]
+        print(f"suggested learning rate: {lr} (world size {world_size}, global batch {global_batch})")
+    if result.lr is not None:
+        result.apply(optimizer)  # on every rank: the same LR everywhere
+    if distributed:
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
