@@ -436,9 +436,13 @@ class AutoLR:
         """Feed the training loss of the step just taken (monitoring, logging and the divergence guard).
 
         Never syncs with the GPU per call: losses are read back in batches of ``check_every``, one batch late.
+        Under ``torch.distributed`` with the guard on, the loss is averaged over ranks (one small all-reduce),
+        so every rank detects a divergence at the same step and intervenes identically. Call it on every rank.
         """
         if not torch.is_tensor(loss):
             loss = torch.tensor(float(loss))
+        if self.guard and dist.is_distributed():  # every rank must see the same values to decide the same way
+            loss = dist.all_reduce_mean(loss.detach().float())
         ready = self._watcher.add(loss, self.step)
         if ready:
             self._check(ready)

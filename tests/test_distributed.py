@@ -382,6 +382,33 @@ def _scenario_fsdp1(rank: int, tmp: Path) -> dict[str, Any]:
     return out
 
 
+def _scenario_tuner(rank: int, tmp: Path) -> dict[str, Any]:
+    """AutoLR under DDP: the same plan and LR trajectory on every rank; a NaN on rank 1 only makes both
+    ranks' guards intervene at the same step, and they stay in sync."""
+    module = tasks.BNDropoutNet()
+    opt = torch.optim.SGD(module.parameters(), lr=0.01, momentum=0.9)
+    model = _ddp(module)
+    tuner = autolr.AutoLR(model, opt, schedule="onecycle", weight_decay="auto", guard=True, guard_every=5,
+                          check_every=2, progress=False)
+    plan = tuner.lr_find(_shard(rank, 4), nn.CrossEntropyLoss(), total_steps=30, num_steps=40)
+    seen, handle = _record_lrs(opt)
+    data = _shard(rank, 4)
+    for i in range(24):
+        x, y = data[i % len(data)]
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        tuner.observe(loss * float("nan") if (rank == 1 and i == 15) else loss)
+    handle.remove()
+    tuner.detach()
+    return {
+        "plan": json.dumps(plan.to_dict(), sort_keys=True), "lr_trajectory": seen,
+        "guards": [(d.step, d.value) for d in tuner.decisions if d.name == "guard"],
+        "params": [p.detach().clone() for p in model.parameters()], "groups": len(opt.param_groups),
+    }
+
+
 SCENARIOS: dict[str, Callable[[int, Path], dict[str, Any]]] = {
     "restore": _scenario_restore,
     "nan": _scenario_nan,
@@ -392,6 +419,7 @@ SCENARIOS: dict[str, Callable[[int, Path], dict[str, Any]]] = {
     "fsdp2": _scenario_fsdp2,
     "fsdp2_unsharded": _scenario_fsdp2_unsharded,
     "fsdp1": _scenario_fsdp1,
+    "tuner": _scenario_tuner,
 }
 
 
@@ -401,7 +429,7 @@ SCENARIOS: dict[str, Callable[[int, Path], dict[str, Any]]] = {
 @pytest.fixture(scope="module")
 def ddp(tmp_path_factory: pytest.TempPathFactory) -> _Runs:
     tmp = tmp_path_factory.mktemp("ddp")
-    _launch(tmp, ["restore", "nan", "uneven", "empty", "suggest_fails", "reporters"])
+    _launch(tmp, ["restore", "nan", "uneven", "empty", "suggest_fails", "reporters", "tuner"])
     return _Runs(tmp)
 
 
@@ -566,3 +594,12 @@ def test_fsdp1_restores_flat_shards_bitwise(tmp_path: Path) -> None:
         _assert_ranks_agree([r[key] for r in records])
         for r in records:
             _assert_same_local_state(r[key]["before"], r[key]["after"])
+
+
+def test_tuner_plan_schedule_and_guard_agree_across_ranks(ddp: _Runs) -> None:
+    r0, r1 = ddp["tuner"]
+    assert r0["plan"] == r1["plan"]
+    assert r0["groups"] == r1["groups"] == 2  # weight-decay split identical on both ranks
+    assert r0["lr_trajectory"] == r1["lr_trajectory"] and len(r0["lr_trajectory"]) == 24
+    assert r0["guards"] == r1["guards"] and len(r0["guards"]) == 1  # the NaN on rank 1 made both intervene
+    assert all(torch.equal(a, b) for a, b in zip(r0["params"], r1["params"]))
