@@ -488,14 +488,15 @@ def _sweep(
             for group, ratio in zip(optimizer.param_groups, ratios):
                 set_group_value(group, "lr", lrs[count] * ratio)
             optimizer.zero_grad(set_to_none=True)
-            total = torch.zeros((), dtype=torch.float32, device=loss_device)
+            total: torch.Tensor | None = None  # summed on the device; one kernel per step without accumulation
             for _ in range(accumulation_steps):
                 loss = batch_loss(next(data))
                 if not checked_loss:
                     _check_loss(loss)
                     checked_loss = True
-                total += loss.detach().float()
-                scaled = loss / accumulation_steps
+                value = loss.detach().float()  # no kernel when the loss is already float32
+                total = value if total is None else total + value
+                scaled = loss if accumulation_steps == 1 else loss / accumulation_steps
                 (scaler.scale(scaled) if scaler is not None else scaled).backward()
             if max_grad_norm is not None:
                 if scaler is not None:
@@ -513,7 +514,11 @@ def _sweep(
                     logger.warning("autolr: GradScaler skipped %d steps in a row; stopping the sweep", skipped)
                     break
                 continue
-            point = validation_loss() if held_out else total / accumulation_steps
+            assert total is not None
+            if held_out:
+                point = validation_loss()
+            else:
+                point = total if accumulation_steps == 1 else total / accumulation_steps
             losses[count] = dist.all_reduce_mean(point)
             count += 1
             bar.update(1)
