@@ -1,0 +1,75 @@
+"""Smoke test of the regret benchmark (``benchmarks/suggestion_quality.py``): one tiny task end to end.
+
+The task (synthetic badly scaled linear regression) needs nothing beyond torch and numpy; the oracle runs on
+a 3-point grid with one seed, and one method (autolr's default) is scored by actually training at its LR.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+suggestion_quality = pytest.importorskip("benchmarks.suggestion_quality")
+
+TASK = "scaled_linreg_sgd"
+ARGS = [
+    "--tasks", TASK,
+    "--seeds", "0",
+    "--points-per-decade", "1",
+    "--grid", "1e-5", "1e-3",
+    "--methods", "autolr:default",
+]  # fmt: skip
+
+
+def _run(tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str) -> tuple[dict, str]:
+    out = tmp_path / f"{name}.json"
+    assert suggestion_quality.main([*ARGS, "--cache-dir", str(tmp_path / "cache"), "--out", str(out)]) == 0
+    return json.loads(out.read_text()), capsys.readouterr().out
+
+
+def test_one_task_one_method_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    result, table = _run(tmp_path, capsys, "first")
+
+    assert {"benchmark", "code_version", "config", "range_test", "methods", "splits", "tasks", "summary",
+            "cost"} <= set(result)  # fmt: skip
+    assert result["methods"] == ["autolr:default"]
+    task = result["tasks"][TASK]
+    assert {"split", "untrained_loss", "oracle", "curves", "suggestions", "scores"} <= set(task)
+    for protocol in ("constant", "onecycle"):
+        oracle = task["oracle"][protocol]
+        assert oracle["grid"] == pytest.approx([1e-5, 1e-4, 1e-3])
+        assert all(math.isfinite(v) for v in oracle["losses"])
+        assert oracle["best_loss"] <= task["untrained_loss"]
+        regret = task["scores"][protocol]["autolr:default"]["regret"]
+        assert 0.0 <= regret <= 1.0
+        for split in ("tuning", "heldout", "all"):
+            assert set(result["summary"][split][protocol]) == {"autolr:default"}
+        summary = result["summary"]["all"][protocol]["autolr:default"]
+        assert summary["worst"] == pytest.approx(regret)
+    assert result["cost"]["all"]["range_test_steps_per_test"] > 0
+    assert "| autolr:default |" in table
+
+    # Everything but the range test now comes from the cache, and the table is identical.
+    again, table_again = _run(tmp_path, capsys, "second")
+    assert table_again == table
+    assert again["summary"] == result["summary"]
+
+
+def test_regret_and_clipping() -> None:
+    assert suggestion_quality.regret(0.5, 0.5, 2.0) == 0.0
+    assert suggestion_quality.regret(1.25, 0.5, 2.0) == pytest.approx(0.5)
+    assert suggestion_quality.regret(0.1, 0.5, 2.0) == 0.0  # better than the grid's best
+    assert suggestion_quality.regret(9.0, 0.5, 2.0) == 1.0
+    assert suggestion_quality.clipped(math.nan, 2.0) == 2.0
+    assert suggestion_quality.clipped(None, 2.0) == 2.0
+    assert suggestion_quality.clipped(3.0, 2.0) == 2.0
+    assert suggestion_quality.log_grid(1e-3, 1e-1, 3)[0] == "1.0000e-03"
+    assert len(suggestion_quality.log_grid(1e-3, 1e-1, 3)) == 7
