@@ -1,16 +1,33 @@
-"""Curve -> learning-rate suggestion. Pure numpy/scipy; never imports torch.
+"""Curve -> learning-rate suggestion. Pure numpy/scipy (imported lazily); never imports torch.
 
-Every rule reads the same :class:`Features`, computed once by :func:`analyse` with the x axis in log10 LR:
+Every rule reads the same :class:`Features`, computed once by :func:`analyse`; the x axis is always log10 LR.
 
-1. Keep the finite points, resample them on a uniform log10-LR grid (NaN gaps are interpolated).
-2. Robust noise ``sigma`` from second differences (``1.4826 * MAD / sqrt(6)``), which ignores smooth trends.
-3. Clip outliers to a 5-point running median ``+- 3 sigma`` (a Hampel filter) and cap the blow-up at
-   ``min + 2 * max(drop, 3 sigma)``, so the divergence tail cannot drag the smoothed minimum.
-4. Smooth with a zero-phase Savitzky-Golay filter (quadratic, about one decade wide); its first derivative is the
-   slope against log10 LR. (The EMA shown to users lags and shifts the curve right, so it is never analysed.)
+1. Keep the finite points and resample them on a uniform log10-LR grid (NaN gaps are interpolated).
+2. Noise ``sigma``: robust spread of second differences (``1.4826 * MAD / sqrt(6)``), blind to smooth trends.
+3. Clip outliers to a 5-point running median ``+- 3 sigma`` (Hampel filter). Points after the minimum where
+   that median exceeds ``min + 2 * max(drop, 3 sigma)`` have blown up: they are left out, like NaN, so the
+   divergence tail cannot drag the smoothed minimum.
+4. Smooth with a zero-phase Savitzky-Golay filter (quadratic, about one decade wide); its first derivative is
+   the slope against log10 LR. The EMA shown to users lags and shifts the curve right, so it is never analysed.
+5. Read off: the start level (median raw loss over the plateau before the descent, at least one window), the
+   smoothed minimum, the drop between them, ``snr = drop / noise of the smoothed curve``, the descent (left of
+   the minimum, where the smoothed loss has made 10% and 90% of its drop, and at least 2 smoothed noise from
+   either end) and the divergence (first LR after the minimum where the smoothed loss has regained half the
+   drop, and at least ``MIN_SNR`` smoothed noise; else the first blown-up point or the first LR of a trailing
+   run of NaN/inf). Half the drop, not more: a sweep stopped at "4x the best EMA" often ends before more.
 
-Every threshold is a fraction of the drop (start level minus smoothed minimum) or a multiple of the noise, so
-the result does not change when a constant is added to the loss or the loss is rescaled.
+The :func:`default` rule: the midpoint, in log10 LR, of minimum/10 and the centre of the steepest part of the
+descent, clamped inside the descent.
+
+No LR (``lr=None``) is suggested when there are fewer than ``MIN_POINTS`` finite losses, when the loss rises
+within the first half-window (start_lr too high), or when ``snr < MIN_SNR`` (flat: nothing learned). Every
+threshold is a fraction of the drop or a multiple of the noise, so suggestions do not change when a constant
+is added to the loss or the loss is rescaled.
+
+Confidence is the mean of three scores in [0, 1], times a shape factor. Scores: descent length (2 decades or
+more -> 1), drop/noise (``MIN_SNR`` -> 0, 10x that -> 1), agreement of the steepest and minimum/10 rules (same
+LR -> 1, 2 decades apart -> 0). Shape: 1 when divergence was seen, 0.8 for a minimum inside the sweep without
+divergence, 0.5 when the loss was still falling at the last LR.
 
 Example:
     >>> import numpy as np
@@ -27,13 +44,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
 __all__ = [
-    "MIN_POINTS",
-    "MIN_SNR",
     "STRATEGIES",
     "Features",
     "Suggestion",
@@ -108,16 +126,20 @@ class Features:
     Attributes:
         problem: why no LR can be suggested (with the fix), or None.
         n_finite: number of finite losses.
-        x, smoothed, slope: uniform log10-LR grid, smoothed loss, d(smoothed)/d(log10 LR).
+        x, smoothed, slope: uniform log10-LR grid (up to the blow-up), smoothed loss, d(smoothed)/d(log10 LR).
         half: half the smoothing window, in grid points.
         i_min: grid index of the smoothed minimum.
-        start: start level (median raw loss over the first window); drop: ``start - smoothed minimum``.
+        x_min: log10 LR of the minimum: positions around ``i_min`` whose smoothed loss is within 3 smoothed
+            noise of the minimum, averaged with Gaussian weights ``exp(-(excess / noise)^2 / 2)``, so a flat
+            bottom does not make it jump with the noise.
+        start: median raw loss over the plateau before the descent; drop: ``start - smoothed minimum``.
         sigma: raw noise; snr: ``drop / (noise of the smoothed curve)``.
         divergence: first log10 LR after the minimum where the smoothed loss rose by
-            ``max(drop / 2, MIN_SNR * smoothed noise)`` (or the first LR of a trailing run of NaN/inf losses).
-        descent: (low, high) log10 LRs where the smoothed loss has made 10% and 90% of its drop.
+            ``max(drop / 2, MIN_SNR * smoothed noise)``; else the first blown-up point, or the first LR of a
+            trailing run of NaN/inf losses.
+        descent: (low, high) log10 LRs where the smoothed loss has made 10% and 90% of its drop (and at least
+            2 smoothed noise from either end).
         at_end: the loss was still falling at the last LR (no minimum inside the sweep).
-        shown_until: last log10 LR before the blow-up was capped (where :func:`smooth_log` stops).
     """
 
     problem: str | None
@@ -127,6 +149,7 @@ class Features:
     slope: np.ndarray = field(default_factory=_empty)
     half: int = 0
     i_min: int = 0
+    x_min: float = math.nan
     start: float = math.nan
     drop: float = math.nan
     sigma: float = math.nan
@@ -134,7 +157,6 @@ class Features:
     divergence: float | None = None
     descent: tuple[float, float] | None = None
     at_end: bool = False
-    shown_until: float = math.nan
 
 
 def _crossing(x: np.ndarray, s: np.ndarray, j: int, level: float) -> float:
@@ -145,7 +167,7 @@ def _crossing(x: np.ndarray, s: np.ndarray, j: int, level: float) -> float:
     return float(x[j - 1] + min(max(t, 0.0), 1.0) * (x[j] - x[j - 1]))
 
 
-def analyse(lrs: Any, losses: Any) -> Features:
+def analyse(lrs: ArrayLike, losses: ArrayLike) -> Features:
     """Read the features every strategy uses off a range-test curve (see the module docstring for the steps).
 
     Args:
@@ -167,14 +189,14 @@ def analyse(lrs: Any, losses: Any) -> Features:
     ok = valid & np.isfinite(loss)
     n = int(ok.sum())
     if n < MIN_POINTS:
-        return Features(f"only {n} finite loss values, need at least {MIN_POINTS}: run the range test with more "
-                        "num_steps (and check why losses are NaN/inf)", n)
+        why = f"only {n} finite loss values, need at least {MIN_POINTS}: run the range test with more num_steps"
+        return Features(why + " (and check why losses are NaN/inf)", n)
     first, last = int(np.argmax(ok)), len(ok) - 1 - int(np.argmax(ok[::-1]))
     m = int(valid[first : last + 1].sum())
     x = np.linspace(math.log10(lr[first]), math.log10(lr[last]), m)
     y = np.interp(x, np.log10(lr[ok]), loss[ok])
     dx = float(x[1] - x[0])
-    w = max(5, min(int(round(WINDOW_DECADES / dx)), m // 4) // 2 * 2 + 1)
+    w = max(5, min(round(WINDOW_DECADES / dx), m // 4) // 2 * 2 + 1)
     p = median_filter(y, size=5, mode="nearest")
     start = float(np.median(y[:w]))
     i_p = int(np.argmin(p))
@@ -182,41 +204,58 @@ def analyse(lrs: Any, losses: Any) -> Features:
     gone = np.flatnonzero(p[i_p:] > start + d0)  # the loss came back above start + drop: blow-up, not noise
     stop = max(i_p + int(gone[0]) if gone.size else m, min(m, MIN_POINTS))
     sigma = 1.4826 * float(np.median(np.abs(np.diff(y[:stop], 2)))) / math.sqrt(6.0)
-    sigma = max(sigma, 1e-9 * float(np.median(np.abs(y))))  # float resolution: a constant curve is flat
+    sigma = max(sigma, 1e-9 * float(np.ptp(np.percentile(y[:stop], [5, 95]))))  # >= 90% equal values: flat
     cap = float(p[i_p]) + 2.0 * max(d0, 3.0 * sigma)
-    y_clean = np.minimum(np.maximum(y, p - 3 * sigma), np.minimum(p + 3 * sigma, cap))
+    over = np.flatnonzero(p[i_p:] > cap)  # past the blow-up: left out like NaN, so the smoother cannot ring
+    end = max(i_p + int(over[0]) if over.size else m, min(m, MIN_POINTS))
+    w = min(w, (end - 1) // 2 * 2 + 1)
+    y_clean = np.minimum(np.maximum(y, p - 3 * sigma), np.minimum(p + 3 * sigma, cap))[:end]
     s = savgol_filter(y_clean, w, 2, mode="interp")
     g = savgol_filter(y_clean, w, 2, deriv=1, delta=dx, mode="interp")
     sigma_s = sigma * float(np.linalg.norm(savgol_coeffs(w, 2)))
     i_min = int(np.argmin(s))
+    before = np.flatnonzero(s[: i_min + 1] >= start - 0.1 * (start - s[i_min]))  # the plateau before the descent
+    start = float(np.median(y[: max(w, int(before[-1]) + 1 if before.size else 0)]))
     drop = start - float(s[i_min])
-    snr = drop / sigma_s if sigma_s > 0 else (math.inf if drop > 0 else 0.0)
+    snr = drop / sigma_s if sigma_s > 0 else 0.0
     level = float(s[i_min]) + max(0.5 * drop, MIN_SNR * sigma_s)
-    up = np.flatnonzero(s[i_min:] >= level) if level > s[i_min] else np.empty(0, int)
+    up = np.flatnonzero(s[i_min:] >= level) if sigma_s > 0 else np.empty(0, int)
     divergence = _crossing(x, s, i_min + int(up[0]), level) if up.size else None
     trailing = valid[last + 1 :]
-    if divergence is None and trailing.any():  # the sweep ended in NaN/inf losses
+    if divergence is None and end < m:  # the loss left the capped range
+        divergence = float(x[end])
+    elif divergence is None and trailing.any():  # the sweep ended in NaN/inf losses
         divergence = math.log10(lr[last + 1 :][trailing][0])
-    capped = np.flatnonzero(y[i_min:] >= cap)
-    shown_until = float(x[max(i_min, i_min + int(capped[0]) - 1)]) if capped.size else float(x[-1])
+    x = x[:end]
     half = w // 2
-    common = dict(n_finite=n, x=x, smoothed=s, slope=g, half=half, i_min=i_min, start=start, drop=drop,
-                  sigma=sigma, snr=snr, divergence=divergence, shown_until=shown_until)
-    if divergence is not None and i_min <= half:
-        return Features(f"the loss rises from the first points (diverged at {10 ** divergence:.1e}): start_lr "
-                        "too high: lower start_lr (e.g. 100x lower)", **common)
-    if snr < MIN_SNR:
-        tail = (f", then it diverged at {10 ** divergence:.1e}: check the loss/labels and the model"
-                if divergence is not None else ": check the loss/labels, or raise end_lr / num_steps")
-        return Features(f"model not learning in this range: the loss drop is {max(snr, 0):.1f}x its noise "
-                        f"(need {MIN_SNR:g}x){tail}", **common)
-    above = np.flatnonzero(s[: i_min + 1] >= start - 0.1 * drop)
-    j_lo = int(above[-1]) if above.size else 0
-    low = _crossing(x, s, j_lo + 1, start - 0.1 * drop) if j_lo < i_min else float(x[j_lo])
-    j_hi = j_lo + int(np.flatnonzero(s[j_lo : i_min + 1] <= s[i_min] + 0.1 * drop)[0])
-    high = _crossing(x, s, j_hi, float(s[i_min]) + 0.1 * drop) if j_hi > j_lo else float(x[j_hi])
-    at_end = divergence is None and i_min >= m - 1 - half
-    return Features(None, descent=(low, high), at_end=at_end, **common)
+    problem, descent, at_end = None, None, False
+    if divergence is not None and i_min <= half and sigma_s > 0:
+        problem = (
+            f"the loss rises from the first points (diverged at {10**divergence:.1e}): start_lr too high: "
+            "lower start_lr (e.g. 100x lower)"
+        )
+    elif snr < MIN_SNR:
+        problem = f"model not learning in this range: the loss drop is {max(snr, 0):.1f}x its noise (need {MIN_SNR:g}x)"
+        problem += (
+            f", then it diverged at {10**divergence:.1e}: check the loss/labels and the model"
+            if divergence is not None
+            else ": check the loss/labels, or raise end_lr / num_steps"
+        )
+    else:  # descent: 10% and 90% of the drop made (and 2 smoothed noise past either end), left of the minimum
+        margin = max(0.1 * drop, 2.0 * sigma_s)
+        above = np.flatnonzero(s[: i_min + 1] >= start - margin)
+        j_lo = int(above[-1]) if above.size else 0
+        low = _crossing(x, s, j_lo + 1, start - margin) if j_lo < i_min else float(x[j_lo])
+        j_hi = j_lo + int(np.flatnonzero(s[j_lo : i_min + 1] <= s[i_min] + margin)[0])
+        high = _crossing(x, s, j_hi, float(s[i_min]) + margin) if j_hi > j_lo else float(x[j_hi])
+        descent, at_end = (low, high), divergence is None and i_min >= end - 1 - half
+    near = s <= s[i_min] + 3 * sigma_s
+    gaps = np.flatnonzero(~near[:i_min]), np.flatnonzero(~near[i_min:])
+    j0 = int(gaps[0][-1]) + 1 if gaps[0].size else 0
+    j1 = i_min + int(gaps[1][0]) if gaps[1].size else end
+    wts = np.exp(-0.5 * ((s[j0:j1] - s[i_min]) / max(sigma_s, 1e-300)) ** 2)
+    x_min = float(np.average(x[j0:j1], weights=wts))
+    return Features(problem, n, x, s, g, half, i_min, x_min, start, drop, sigma, snr, divergence, descent, at_end)
 
 
 def steepest(f: Features) -> float | None:
@@ -236,7 +275,7 @@ def minimum(f: Features) -> float | None:
     """LR of the smoothed minimum divided by 10 (one decade left in log10 LR), never below the first LR."""
     if f.problem:
         return None
-    return float(10 ** max(f.x[f.i_min] - 1.0, f.x[0]))
+    return float(10 ** max(f.x_min - 1.0, f.x[0]))
 
 
 def valley(f: Features) -> float | None:
@@ -261,21 +300,27 @@ def _default_choice(f: Features) -> tuple[float, str] | None:
     if f.problem or f.descent is None:
         return None
     low, high = f.descent
-    inside = np.flatnonzero((f.x >= low) & (f.x <= high))
-    x_steep = float(f.x[inside[np.argmin(f.slope[inside])]]) if inside.size else (low + high) / 2
+    inside = np.flatnonzero((f.x >= low) & (f.x <= high) & (f.slope < 0))
+    x_steep = (low + high) / 2
+    if inside.size:  # centre of the steepest part: slope-weighted mean where the slope is >= half its peak
+        fall = -f.slope[inside]
+        part = fall >= 0.5 * fall.max()
+        x_steep = float(np.average(f.x[inside][part], weights=fall[part]))
     if f.at_end:
-        x_pick, how = x_steep, "steepest point of the descent"
+        x_pick, how = x_steep, "centre of the steepest part of the descent"
     else:
-        x_pick, how = (x_steep + f.x[f.i_min] - 1.0) / 2, "geometric mean of minimum/10 and the steepest point"
+        x_pick, how = (x_steep + f.x_min - 1.0) / 2, "geometric mean of minimum/10 and the steepest part"
     if not low <= x_pick <= high:
         x_pick, how = min(max(x_pick, low), high), how + ", moved inside the descent"
     return float(10**x_pick), how
 
 
 def default(f: Features) -> float | None:
-    """Robust default: inside the stable descent (the 10%..90%-of-drop span in log10 LR), the geometric mean of
-    minimum/10 and the steepest point of that span, clamped to the span. When the loss is still falling at the
-    last LR, the steepest point of the descent alone (minimum/10 would only reflect end_lr).
+    """Robust default, in log10 LR: the midpoint of minimum/10 and the steepest part of the descent, clamped to
+    the descent (10%..90% of the drop). The steepest part is the slope-weighted mean position of the descent's
+    grid points whose slope is at least half the steepest: on a broad descent the slope peak is flat and its
+    argmin jumps with noise. When the loss is still falling at the last LR, the steepest part alone (minimum/10
+    would only echo end_lr).
     """
     choice = _default_choice(f)
     return None if choice is None else choice[0]
@@ -290,9 +335,9 @@ STRATEGIES: dict[str, Callable[[Features], float | None]] = {
 }
 
 
-def smooth_log(lrs: Any, losses: Any) -> np.ndarray:
+def smooth_log(lrs: ArrayLike, losses: ArrayLike) -> np.ndarray:
     """The zero-phase smoothed loss at each input LR (for plotting); NaN where the LR is invalid, outside the
-    finite span, past the capped blow-up, or where the curve has too few finite points.
+    finite span, past the blow-up, or where the curve has too few finite points.
 
     Example:
         >>> lrs = np.geomspace(1e-5, 1, 40)
@@ -305,7 +350,7 @@ def smooth_log(lrs: Any, losses: Any) -> np.ndarray:
     if f.x.size:
         with np.errstate(divide="ignore", invalid="ignore"):
             xl = np.log10(lr)
-        keep = np.isfinite(xl) & (xl >= f.x[0]) & (xl <= f.shown_until)
+        keep = np.isfinite(xl) & (xl >= f.x[0]) & (xl <= f.x[-1])
         out[keep] = np.interp(xl[keep], f.x, f.smoothed)
     return out
 
@@ -319,8 +364,11 @@ def _evidence(f: Features, picks: Mapping[str, float | None]) -> dict[str, float
     if f.divergence is not None:
         ev["divergence_lr"] = float(10**f.divergence)
     if f.problem is None and f.descent is not None:
-        ev.update(min_loss_lr=float(10 ** f.x[f.i_min]), descent_low_lr=float(10 ** f.descent[0]),
-                  descent_high_lr=float(10 ** f.descent[1]))
+        ev.update(
+            min_loss_lr=float(10**f.x_min),
+            descent_low_lr=float(10 ** f.descent[0]),
+            descent_high_lr=float(10 ** f.descent[1]),
+        )
         for name in ("steepest", "valley"):
             if picks.get(name) is not None:
                 ev[f"{name}_lr"] = float(picks[name])  # type: ignore[arg-type]
@@ -328,12 +376,7 @@ def _evidence(f: Features, picks: Mapping[str, float | None]) -> dict[str, float
 
 
 def _confidence(f: Features, picks: Mapping[str, float | None]) -> float:
-    """Mean of three scores in [0, 1], times a shape factor.
-
-    Scores: descent length (2 decades -> 1), drop/noise (``MIN_SNR`` -> 0, 10x that -> 1) and agreement of
-    steepest and minimum/10 (same LR -> 1, 2 decades apart -> 0). Shape: 1 with a divergence, 0.8 with an
-    inner minimum but no divergence, 0.5 when the loss was still falling at the last LR.
-    """
+    """Confidence in [0, 1], as described in the module docstring."""
     low, high = f.descent or (0.0, 0.0)
     length = min(max((high - low) / 2.0, 0.0), 1.0)
     clarity = min(max(math.log10(max(f.snr, 1e-12) / MIN_SNR), 0.0), 1.0)
@@ -343,7 +386,7 @@ def _confidence(f: Features, picks: Mapping[str, float | None]) -> float:
     return round(shape * (length + clarity + agree) / 3.0, 3)
 
 
-def suggest(lrs: Any, losses: Any, *, method: str = "default") -> Suggestion:
+def suggest(lrs: ArrayLike, losses: ArrayLike, *, method: str = "default") -> Suggestion:
     """Suggest a learning rate from a range-test curve.
 
     Args:
@@ -352,8 +395,11 @@ def suggest(lrs: Any, losses: Any, *, method: str = "default") -> Suggestion:
         method: a name in :data:`STRATEGIES`; the others are reported in ``alternatives``.
 
     Returns:
-        A :class:`Suggestion`; ``lr`` is None (with the fix in ``reason``) when there are too few points, the
-        curve is flat, or the loss rises from the first points.
+        A :class:`Suggestion`. ``lr`` is None (with the fix in ``reason``) for too few points, a flat curve or
+        a loss rising from the first points. ``confidence``: see the module docstring. ``evidence``
+        holds, when found: ``min_loss_lr``, ``steepest_lr``, ``valley_lr``, ``descent_low_lr``,
+        ``descent_high_lr``, ``divergence_lr``, ``loss_drop`` and ``noise`` (both relative to the start level),
+        ``snr`` and ``finite_points``.
 
     Raises:
         ValueError: for an unknown ``method``, or inputs :func:`analyse` rejects.
@@ -370,12 +416,14 @@ def suggest(lrs: Any, losses: Any, *, method: str = "default") -> Suggestion:
     choice = _default_choice(f)
     how = choice[1] if method == "default" and choice else f"{method} rule"
     low, high = f.descent
-    parts = [f"steepest stable descent {10**low:.1e}..{10**high:.1e} ({high - low:.1f} decades, "
-             f"drop {min(f.snr, 1e4):.0f}x noise)"]
+    parts = [
+        f"steepest stable descent {10**low:.1e}..{10**high:.1e} ({high - low:.1f} decades, "
+        f"drop {min(f.snr, 1e4):.0f}x noise)"
+    ]
     if f.at_end:
         parts.append(f"loss still falling at the last LR {10 ** f.x[-1]:.1e}: end_lr may be too low, raise it")
     else:
-        parts.append(f"loss minimum at {10 ** f.x[f.i_min]:.1e}")
+        parts.append(f"loss minimum at {10**f.x_min:.1e}")
     parts.append(f"diverged at {10**f.divergence:.1e}" if f.divergence is not None else "no divergence seen")
     parts.append(f"chose {lr:.1e} ({how})")
     return Suggestion(lr, method, _confidence(f, picks), "; ".join(parts), others, evidence)
