@@ -24,7 +24,7 @@ import numpy as np
 
 __all__ = ["STOP_REASONS", "Curve", "ema"]
 
-StopReason = Literal["completed", "diverged", "non_finite", "interrupted", "conclusive"]
+StopReason = Literal["completed", "diverged", "non_finite", "interrupted"]
 
 #: Why a range test stopped, and what each reason means.
 STOP_REASONS: dict[str, str] = {
@@ -32,7 +32,6 @@ STOP_REASONS: dict[str, str] = {
     "diverged": "the smoothed loss rose above divergence_factor x its best value",
     "non_finite": "a loss was NaN or infinite",
     "interrupted": "stopped by the user (KeyboardInterrupt with keyboard_interrupt='stop')",
-    "conclusive": "stopped early: the loss had clearly passed its minimum and kept rising",
 }
 
 #: Default EMA decay used for the smoothed curve shown to users and for the divergence check.
