@@ -46,8 +46,8 @@ def main() -> None:
                              local_dir=args.report_dir)  # fmt: skip
     result = autolr.lr_find(
         model, optimizer, loader, loss_fn=nn.CrossEntropyLoss(), num_steps=args.num_steps, reporters=[reporter]
-    )
-    print(result.summary())
+    )  # shows a progress bar and then the summary (suggestion, reason, alternatives) on stderr
+    print(f"suggested learning rate: {result.lr}")
 
     run, sync = reporter.run, reporter.sync_command  # read these before close() finishes the run
     reporter.close()
