@@ -204,6 +204,19 @@ def _regression_data(n: int = 16):
     return list(zip(x.split(32), y.split(32)))
 
 
+def _regression_loop(model: nn.Module, opt: torch.optim.Optimizer, tuner: AutoLR, steps: int) -> list[float]:
+    data, losses = _regression_data(), []
+    for i in range(steps):
+        x, y = data[i % len(data)]
+        opt.zero_grad()
+        loss = nn.functional.mse_loss(model(x), y)
+        loss.backward()
+        opt.step()
+        tuner.observe(loss)
+        losses.append(loss.item())
+    return losses
+
+
 def test_guard_recovers_a_run_whose_lr_is_too_high() -> None:
     model = Regression()
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
@@ -212,15 +225,7 @@ def test_guard_recovers_a_run_whose_lr_is_too_high() -> None:
     too_high = make_plan(Suggestion(3.0, "manual", 1.0, "deliberately too high"), param_group_lrs=[0.01],
                          optimizer_name="SGD", total_steps=400, schedule="constant", weight_decay=None)
     tuner.apply_plan(too_high)
-    data, losses = _regression_data(), []
-    for i in range(300):
-        x, y = data[i % len(data)]
-        opt.zero_grad()
-        loss = nn.functional.mse_loss(model(x), y)
-        loss.backward()
-        opt.step()
-        tuner.observe(loss)
-        losses.append(loss.item())
+    losses = _regression_loop(model, opt, tuner, 300)
     guards = [d for d in tuner.decisions if d.name == "guard"]
     assert 1 <= len(guards) <= 4
     assert "restored the state of step" in guards[0].reason
@@ -238,15 +243,8 @@ def test_guard_gives_up_with_a_clear_error() -> None:
                    guard_lr_factor=0.9, guard_max_retries=2, check_every=2, progress=False)
     tuner.apply_plan(make_plan(Suggestion(1e4, "manual", 1.0, "absurd"), param_group_lrs=[0.01],
                                optimizer_name="SGD", total_steps=100, schedule="constant", weight_decay=None))
-    data = _regression_data()
     with pytest.raises(DivergenceError, match="after 2 guard interventions"):
-        for i in range(200):
-            x, y = data[i % len(data)]
-            opt.zero_grad()
-            loss = nn.functional.mse_loss(model(x), y)
-            loss.backward()
-            opt.step()
-            tuner.observe(loss)
+        _regression_loop(model, opt, tuner, 200)
 
 
 def test_resume_gives_the_same_lr_trajectory_without_a_new_range_test() -> None:
@@ -420,11 +418,5 @@ def test_guard_resumed_run_snapshots_after_the_optimizer_is_loaded() -> None:
     tuner.apply_plan(make_plan(Suggestion(0.01, "manual", 1.0, "ok"), param_group_lrs=[0.01],
                                optimizer_name="SGD", total_steps=100, schedule="constant", weight_decay=None))
     assert tuner._guard_snapshot is None  # taken at the first observed step, not before a resume's loads
-    data = _regression_data()
-    x, y = data[0]
-    opt.zero_grad()
-    loss = nn.functional.mse_loss(model(x), y)
-    loss.backward()
-    opt.step()
-    tuner.observe(loss)
+    _regression_loop(model, opt, tuner, 1)
     assert tuner._guard_snapshot is not None and tuner._guard_step == 1
