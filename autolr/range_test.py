@@ -39,7 +39,7 @@ from . import suggest as _suggest
 from .curve import DEFAULT_SMOOTHING, Curve
 from .errors import AutoLRWarning, ConfigurationError, DataError
 from .param_groups import get_lrs, set_group_value, validate_param_groups
-from .report import Reporter, emit_summary, format_summary
+from .report import Reporter, emit_summary, format_summary, safe_report
 from .result import LRFindResult
 from .snapshot import Snapshot, reshard_fsdp
 from .suggest import Suggestion
@@ -388,22 +388,8 @@ def lr_find(
     if dist.is_rank_zero():
         emit_summary(format_summary(result), echo=progress)
         for reporter in reporters:
-            _safe_report(reporter.range_test_end, result)
+            safe_report(reporter.range_test_end, result)
     return result
-
-
-_warned_reporters: set[str] = set()
-
-
-def _safe_report(fn: Callable[..., None], *args: Any) -> None:
-    """Call a reporter method; a failure warns once per reporter type and never reaches training."""
-    try:
-        fn(*args)
-    except Exception as exc:  # reporting must never break training
-        name = type(getattr(fn, "__self__", fn)).__name__
-        if name not in _warned_reporters:
-            _warned_reporters.add(name)
-            warnings.warn(f"autolr reporter {name} failed and was skipped: {exc!r}", AutoLRWarning, stacklevel=3)
 
 
 def _sweep(

@@ -15,14 +15,17 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from .errors import AutoLRWarning
 
 if TYPE_CHECKING:
     from .result import LRFindResult
 
-__all__ = ["Decision", "LoggingReporter", "Reporter", "emit_summary", "format_lr", "format_summary"]
+__all__ = ["Decision", "LoggingReporter", "Reporter", "emit_summary", "format_lr", "format_summary", "safe_report"]
 
 logger = logging.getLogger("autolr")
 
@@ -107,6 +110,20 @@ class Reporter:
 
     def close(self) -> None:
         """Training is over; flush and release resources."""
+
+
+_warned_reporters: set[str] = set()
+
+
+def safe_report(fn: Callable[..., None], *args: Any) -> None:
+    """Call a reporter method; a failure warns once per reporter type and never reaches training."""
+    try:
+        fn(*args)
+    except Exception as exc:  # reporting must never break training
+        name = type(getattr(fn, "__self__", fn)).__name__
+        if name not in _warned_reporters:
+            _warned_reporters.add(name)
+            warnings.warn(f"autolr reporter {name} failed and was skipped: {exc!r}", AutoLRWarning, stacklevel=3)
 
 
 def format_summary(result: LRFindResult | None = None, decisions: Sequence[Decision] = ()) -> str:

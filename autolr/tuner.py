@@ -35,8 +35,8 @@ from . import distributed as dist
 from .errors import AutoLRWarning, ConfigurationError, DivergenceError, StateError
 from .param_groups import get_lrs, set_group_value, validate_param_groups
 from .plan import KNOWN_OPTIMIZERS, SCHEDULES, Plan, make_plan, split_no_decay
-from .range_test import ComputeLoss, LossFn, _safe_report, lr_find
-from .report import Decision, Reporter, emit_summary, format_summary
+from .range_test import ComputeLoss, LossFn, lr_find
+from .report import Decision, Reporter, emit_summary, format_summary, safe_report
 from .result import LRFindResult
 from .schedule import Plateau, ScheduleLR, schedule_from_dict
 from .snapshot import Snapshot
@@ -337,7 +337,7 @@ class AutoLR:
         self.result = result
         self.apply_plan(plan)
         for reporter in self.reporters:
-            _safe_report(reporter.range_test_end, result)
+            safe_report(reporter.range_test_end, result)
         self._report(list(plan.decisions))
         if dist.is_rank_zero():
             emit_summary("autolr plan\n" + format_summary(None, plan.decisions), echo=bool(kwargs.get("progress")))
@@ -430,7 +430,7 @@ class AutoLR:
                 if isinstance(wd, (int, float)):
                     metrics[f"autolr/weight_decay/group{i}"] = float(wd)
             for reporter in self._metric_reporters:
-                _safe_report(reporter.training_metrics, self.step, metrics)
+                safe_report(reporter.training_metrics, self.step, metrics)
 
     def observe(self, loss: torch.Tensor | float) -> None:
         """Feed the training loss of the step just taken (monitoring, logging and the divergence guard).
@@ -457,7 +457,7 @@ class AutoLR:
     def _check(self, values: list[tuple[int, float]]) -> None:
         for reporter in self._metric_reporters:
             for step, value in values:
-                _safe_report(reporter.training_metrics, step, {"autolr/train_loss": value})
+                safe_report(reporter.training_metrics, step, {"autolr/train_loss": value})
         if not self.guard:
             return
         bad = self._watcher.diverged(values, self.guard_divergence_factor)
@@ -526,7 +526,7 @@ class AutoLR:
         self.decisions.extend(decisions)
         if dist.is_rank_zero():
             for reporter in self.reporters:
-                _safe_report(reporter.decisions, decisions)
+                safe_report(reporter.decisions, decisions)
 
     def summary(self) -> str:
         """The range test and the plan at a glance."""
@@ -536,7 +536,7 @@ class AutoLR:
         """Flush logging and close reporters (the schedule stays attached until :meth:`detach`)."""
         self._check(self._watcher.flush(self.step))
         for reporter in self.reporters:
-            _safe_report(reporter.close)
+            safe_report(reporter.close)
 
     def detach(self) -> None:
         """Remove every hook. The optimizer keeps its current LRs and groups and holds no reference to the tuner."""
