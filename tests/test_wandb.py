@@ -276,3 +276,36 @@ def test_other_ranks_log_nothing(wandb_dir, monkeypatch):
 def test_invalid_arguments_raise_before_anything_starts(kwargs, match):
     with pytest.raises(ConfigurationError, match=match):
         WandbReporter(**kwargs)
+
+
+def test_autolr_tuner_logs_plan_lrs_and_losses_end_to_end(wandb_dir):
+    """AutoLR(wandb=...) with a real range test and a real training loop, read back from the run files."""
+    import torch
+    from torch import nn
+
+    import autolr
+    from tests import tasks
+
+    model = tasks.BNDropoutNet()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    tuner = autolr.AutoLR(model, opt, schedule="onecycle", weight_decay=5e-4, check_every=4, progress=False,
+                          wandb={"project": "autolr-tests", "log_every": 5})
+    plan = tuner.lr_find(tasks.loader(), nn.CrossEntropyLoss(), total_steps=12, num_steps=40)
+    for x, y in tasks.batches(count=8):
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        tuner.observe(loss)
+    tuner.close()
+    assert wandb.run is None  # the run autolr started is finished
+
+    data = read_run(find_run_dir(wandb_dir))
+    assert data.exit_code == 0
+    assert data.summary["autolr/suggested_lr"] == pytest.approx(tuner.result.lr)
+    names = data.config["autolr"]["decisions"]
+    assert names["schedule"]["value"] == "onecycle" and names["lr"]["value"] == pytest.approx(plan.peak_lr)
+    lrs = [v for v in data.values("autolr/lr/group0") if v is not None]
+    assert len(lrs) == 8 and lrs == pytest.approx([plan.lrs[0] * plan.schedule(t) for t in range(1, 9)])
+    assert next(v for v in data.values("autolr/weight_decay/group0") if v is not None) == pytest.approx(5e-4)
+    assert len([v for v in data.values("autolr/train_loss") if v is not None]) == 8
