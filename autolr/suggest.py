@@ -9,25 +9,35 @@ Every rule reads the same :class:`Features`, computed once by :func:`analyse`; t
    divergence tail cannot drag the smoothed minimum.
 4. Smooth with a zero-phase Savitzky-Golay filter (quadratic, about one decade wide); its first derivative is
    the slope against log10 LR. The EMA shown to users lags and shifts the curve right, so it is never analysed.
-5. Read off: the start level (median raw loss over the plateau before the descent, at least one window), the
-   smoothed minimum, the drop between them, ``snr = drop / noise of the smoothed curve``, the descent (left of
-   the minimum, where the smoothed loss has made 10% and 90% of its drop, and at least 2 smoothed noise from
-   either end) and the divergence (first LR after the minimum where the smoothed loss has regained half the
-   drop, and at least ``MIN_SNR`` smoothed noise; else the first blown-up point or the first LR of a trailing
-   run of NaN/inf). Half the drop, not more: a sweep stopped at "4x the best EMA" often ends before more.
+5. Read off: the start level (median raw loss over the plateau before the descent, at least one window); the
+   smoothed minimum (its LR is the noise-weighted middle of the bottom, see ``Features.x_min``); the drop
+   between them; ``snr = drop / noise of the smoothed curve``; the descent (left of the minimum, where the
+   smoothed loss has made 10% and 90% of its drop, and at least 2 smoothed noise from either end); and the
+   divergence (first LR after the minimum where the smoothed loss has regained half the drop, and at least
+   ``MIN_SNR`` smoothed noise; else the first blown-up point or the first LR of a trailing run of NaN/inf).
+   Half the drop, not more: a sweep stopped at "4x the best EMA" often ends before more.
 
-The :func:`default` rule: the midpoint, in log10 LR, of minimum/10 and the centre of the steepest part of the
-descent, clamped inside the descent.
+The :func:`default` rule: ``min(min_loss_lr / 2, divergence_lr / 10)`` (``MIN_LOSS_FACTOR``,
+``DIVERGENCE_FACTOR``; without divergence, ``min_loss_lr / 2``), never below the start of the descent (10% of
+the drop made). On a benchmark of small tasks the constant-LR optimum sits near half the min-loss LR, and one
+decade below the divergence LR keeps the pick clear of instability on curves whose minimum lies close to the
+blow-up. When the loss is still falling at the last LR (no minimum inside the sweep), the centre of the
+steepest part of the descent instead (the minimum would only echo end_lr).
 
 No LR (``lr=None``) is suggested when there are fewer than ``MIN_POINTS`` finite losses, when the loss rises
-within the first half-window (start_lr too high), or when ``snr < MIN_SNR`` (flat: nothing learned). Every
-threshold is a fraction of the drop or a multiple of the noise, so suggestions do not change when a constant
-is added to the loss or the loss is rescaled.
+within the first half-window (start_lr too high), or when the curve is flat: ``snr < MIN_SNR`` without
+a sustained divergence, or ``snr < WEAK_SNR`` (nothing learned; the reason says to raise num_steps or end_lr).
+A drop of ``WEAK_SNR <= snr < MIN_SNR`` followed by a sustained divergence (the smoothed loss stays above the
+divergence level to the end of the sweep, or blows up / turns NaN; typical of small-batch, noisy losses) gives
+a **weak** suggestion: the same rule on the noisier minimum, with confidence ``WEAK_CONFIDENCE`` and a reason
+that says so; the other strategies, which need a clear descent, give None there. Every threshold is a fraction
+of the drop or a multiple of the noise, so suggestions do not change when a constant is added to the loss or
+the loss is rescaled.
 
 Confidence is the mean of three scores in [0, 1], times a shape factor. Scores: descent length (2 decades or
 more -> 1), drop/noise (``MIN_SNR`` -> 0, 10x that -> 1), agreement of the steepest and minimum/10 rules (same
 LR -> 1, 2 decades apart -> 0). Shape: 1 when divergence was seen, 0.8 for a minimum inside the sweep without
-divergence, 0.5 when the loss was still falling at the last LR.
+divergence, 0.5 when the loss was still falling at the last LR. A weak suggestion has ``WEAK_CONFIDENCE``.
 
 Example:
     >>> import numpy as np
@@ -35,7 +45,7 @@ Example:
     >>> x = np.log10(lrs)
     >>> losses = 0.5 + 2 / (1 + np.exp(2 * (x + 3.5))) + np.exp(4 * (x + 0.5))
     >>> s = suggest(lrs, losses)
-    >>> 1e-5 < s.lr < 1e-2, s.method
+    >>> 1e-3 < s.lr < 1e-1, s.method
     (True, 'default')
 """
 
@@ -57,6 +67,7 @@ __all__ = [
     "Suggestion",
     "analyse",
     "default",
+    "is_weak",
     "minimum",
     "smooth_log",
     "steepest",
@@ -70,6 +81,15 @@ MIN_POINTS = 15
 WINDOW_DECADES = 1.0
 #: A drop (or rise) counts only when it is this many times the noise of the smoothed curve.
 MIN_SNR = 6.0
+#: A drop of at least this many smoothed noise, followed by divergence, still gives a (weak) suggestion. Pure
+#: noise curves of 100 points (Gaussian or Student-t, 3 dof) exceed it about 10% of the time, ``MIN_SNR``
+#: about 1%; a weak answer also needs the divergence, which pure noise does not show.
+WEAK_SNR = 4.0
+#: The default rule: ``min(min_loss_lr / MIN_LOSS_FACTOR, divergence_lr / DIVERGENCE_FACTOR)``.
+MIN_LOSS_FACTOR = 2.0
+DIVERGENCE_FACTOR = 10.0
+#: Confidence of a weak suggestion (drop between ``WEAK_SNR`` and ``MIN_SNR`` times the noise).
+WEAK_CONFIDENCE = 0.1
 
 
 @dataclass(frozen=True)
@@ -129,9 +149,9 @@ class Features:
         x, smoothed, slope: uniform log10-LR grid (up to the blow-up), smoothed loss, d(smoothed)/d(log10 LR).
         half: half the smoothing window, in grid points.
         i_min: grid index of the smoothed minimum.
-        x_min: log10 LR of the minimum: positions around ``i_min`` whose smoothed loss is within 3 smoothed
-            noise of the minimum, averaged with Gaussian weights ``exp(-(excess / noise)^2 / 2)``, so a flat
-            bottom does not make it jump with the noise.
+        x_min: log10 LR of the minimum: the grid positions averaged with weights ``exp(-z^2 / 2)``, ``z`` the
+            smoothed loss above its minimum in smoothed-noise units, so a flat bottom gives its middle instead
+            of an argmin that jumps with the noise.
         start: median raw loss over the plateau before the descent; drop: ``start - smoothed minimum``.
         sigma: raw noise; snr: ``drop / (noise of the smoothed curve)``.
         divergence: first log10 LR after the minimum where the smoothed loss rose by
@@ -222,6 +242,9 @@ def analyse(lrs: ArrayLike, losses: ArrayLike) -> Features:
     up = np.flatnonzero(s[i_min:] >= level) if sigma_s > 0 else np.empty(0, int)
     divergence = _crossing(x, s, i_min + int(up[0]), level) if up.size else None
     trailing = valid[last + 1 :]
+    # a blow-up, not a noise bump: the smoothed loss stays above the level from the crossing on (or the loss left
+    # the capped range / ended in NaN/inf without an earlier crossing)
+    sustained = bool(np.all(s[i_min + int(up[0]) :] >= level)) if up.size else end < m or bool(trailing.any())
     if divergence is None and end < m:  # the loss left the capped range
         divergence = float(x[end])
     elif divergence is None and trailing.any():  # the sweep ended in NaN/inf losses
@@ -234,14 +257,18 @@ def analyse(lrs: ArrayLike, losses: ArrayLike) -> Features:
             f"the loss rises from the first points (diverged at {10**divergence:.1e}): start_lr too high: "
             "lower start_lr (e.g. 100x lower)"
         )
-    elif snr < MIN_SNR:
-        problem = f"model not learning in this range: the loss drop is {max(snr, 0):.1f}x its noise (need {MIN_SNR:g}x)"
+    elif snr < WEAK_SNR or (snr < MIN_SNR and not (divergence is not None and sustained)):
+        problem = (
+            f"model not learning in this range: the loss drop is {max(snr, 0):.1f}x its noise (need {MIN_SNR:g}x, "
+            f"or {WEAK_SNR:g}x followed by divergence)"
+        )
         problem += (
             f", then it diverged at {10**divergence:.1e}: check the loss/labels and the model"
             if divergence is not None
             else ": check the loss/labels, or raise end_lr / num_steps"
         )
-    else:  # descent: 10% and 90% of the drop made (and 2 smoothed noise past either end), left of the minimum
+        problem += " (a network that learns slowly may need num_steps=300 or more to show a descent)"
+    elif snr >= MIN_SNR:  # descent: 10% and 90% of the drop made (and 2 smoothed noise past either end)
         margin = max(0.1 * drop, 2.0 * sigma_s)
         above = np.flatnonzero(s[: i_min + 1] >= start - margin)
         j_lo = int(above[-1]) if above.size else 0
@@ -249,22 +276,18 @@ def analyse(lrs: ArrayLike, losses: ArrayLike) -> Features:
         j_hi = j_lo + int(np.flatnonzero(s[j_lo : i_min + 1] <= s[i_min] + margin)[0])
         high = _crossing(x, s, j_hi, float(s[i_min]) + margin) if j_hi > j_lo else float(x[j_hi])
         descent, at_end = (low, high), divergence is None and i_min >= end - 1 - half
-    near = s <= s[i_min] + 3 * sigma_s
-    gaps = np.flatnonzero(~near[:i_min]), np.flatnonzero(~near[i_min:])
-    j0 = int(gaps[0][-1]) + 1 if gaps[0].size else 0
-    j1 = i_min + int(gaps[1][0]) if gaps[1].size else end
-    wts = np.exp(-0.5 * ((s[j0:j1] - s[i_min]) / max(sigma_s, 1e-300)) ** 2)
-    x_min = float(np.average(x[j0:j1], weights=wts))
+    excess = (s - s[i_min]) / sigma_s if sigma_s > 0 else np.where(np.arange(end) == i_min, 0.0, np.inf)
+    x_min = float(np.average(x, weights=np.exp(-0.5 * np.minimum(excess, 40.0) ** 2)))
     return Features(problem, n, x, s, g, half, i_min, x_min, start, drop, sigma, snr, divergence, descent, at_end)
 
 
 def steepest(f: Features) -> float | None:
     """LR of the most negative slope of the smoothed loss against log10 LR, up to the minimum.
 
-    The first half-window (and, when the loss still falls at the end, the last one) is skipped: there the
-    Savitzky-Golay slope is an extrapolation.
+    None on a weak curve (see :func:`is_weak`). The first half-window (and, when the loss still falls at the
+    end, the last one) is skipped: there the Savitzky-Golay slope is an extrapolation.
     """
-    if f.problem:
+    if f.problem or f.descent is None:
         return None
     lo = min(f.half, f.i_min)
     hi = max(lo, f.i_min - f.half) if f.at_end else f.i_min
@@ -273,7 +296,7 @@ def steepest(f: Features) -> float | None:
 
 def minimum(f: Features) -> float | None:
     """LR of the smoothed minimum divided by 10 (one decade left in log10 LR), never below the first LR."""
-    if f.problem:
+    if f.problem or f.descent is None:
         return None
     return float(10 ** max(f.x_min - 1.0, f.x[0]))
 
@@ -284,7 +307,7 @@ def valley(f: Features) -> float | None:
     With k points in that subsequence, ending at grid point e, the valley is taken as the k grid points before
     e (k * step decades of log10 LR); the suggestion is its middle. Known to land low under one-cycle.
     """
-    if f.problem:
+    if f.problem or f.descent is None:
         return None
     s = f.smoothed[: f.i_min + 1]
     run = np.ones(s.size, dtype=int)
@@ -296,9 +319,19 @@ def valley(f: Features) -> float | None:
     return float(10 ** f.x[max(0, end - int(run[end]) // 2)])
 
 
+def is_weak(f: Features) -> bool:
+    """A usable but weak curve: no problem, yet no clear descent (``WEAK_SNR <= snr < MIN_SNR``, diverged)."""
+    return f.problem is None and f.descent is None
+
+
 def _default_choice(f: Features) -> tuple[float, str] | None:
-    if f.problem or f.descent is None:
+    if f.problem:
         return None
+    if f.descent is None:  # weak: the rule on the noisier minimum, never before the first LR
+        x_pick, how = _below_minimum(f)
+        if x_pick < f.x[0]:
+            x_pick, how = float(f.x[0]), how + ", raised to the first LR"
+        return float(10**x_pick), how + "; weak curve, low confidence"
     low, high = f.descent
     inside = np.flatnonzero((f.x >= low) & (f.x <= high) & (f.slope < 0))
     x_steep = (low + high) / 2
@@ -308,19 +341,30 @@ def _default_choice(f: Features) -> tuple[float, str] | None:
         x_steep = float(np.average(f.x[inside][part], weights=fall[part]))
     if f.at_end:
         x_pick, how = x_steep, "centre of the steepest part of the descent"
-    else:
-        x_pick, how = (x_steep + f.x_min - 1.0) / 2, "geometric mean of minimum/10 and the steepest part"
-    if not low <= x_pick <= high:
-        x_pick, how = min(max(x_pick, low), high), how + ", moved inside the descent"
+        if not low <= x_pick <= high:
+            x_pick, how = min(max(x_pick, low), high), how + ", moved inside the descent"
+        return float(10**x_pick), how
+    x_pick, how = _below_minimum(f)
+    if x_pick < low:
+        x_pick, how = low, how + ", raised to the start of the descent"
     return float(10**x_pick), how
 
 
+def _below_minimum(f: Features) -> tuple[float, str]:
+    """log10 of ``min(min_loss_lr / MIN_LOSS_FACTOR, divergence_lr / DIVERGENCE_FACTOR)``, and the rule in words."""
+    x_pick = f.x_min - math.log10(MIN_LOSS_FACTOR)
+    how = f"min_loss_lr / {MIN_LOSS_FACTOR:g}"
+    if f.divergence is not None and f.divergence - math.log10(DIVERGENCE_FACTOR) < x_pick:
+        x_pick, how = f.divergence - math.log10(DIVERGENCE_FACTOR), f"divergence_lr / {DIVERGENCE_FACTOR:g}"
+    return x_pick, how
+
+
 def default(f: Features) -> float | None:
-    """Robust default, in log10 LR: the midpoint of minimum/10 and the steepest part of the descent, clamped to
-    the descent (10%..90% of the drop). The steepest part is the slope-weighted mean position of the descent's
-    grid points whose slope is at least half the steepest: on a broad descent the slope peak is flat and its
-    argmin jumps with noise. When the loss is still falling at the last LR, the steepest part alone (minimum/10
-    would only echo end_lr).
+    """Robust default: ``min(min_loss_lr / 2, divergence_lr / 10)``, never below the start of the descent (where
+    10% of the drop is made). When the loss is still falling at the last LR, the centre of the steepest part of
+    the descent instead (the slope-weighted mean position of the descent's grid points whose slope is at least
+    half the steepest; on a broad descent the slope peak is flat and its argmin jumps with noise), clamped to the
+    descent. On a weak curve (:func:`is_weak`) the same rule, never below the first LR.
     """
     choice = _default_choice(f)
     return None if choice is None else choice[0]
@@ -363,9 +407,10 @@ def _evidence(f: Features, picks: Mapping[str, float | None]) -> dict[str, float
             ev.update(loss_drop=f.drop / abs(f.start), noise=f.sigma / abs(f.start))
     if f.divergence is not None:
         ev["divergence_lr"] = float(10**f.divergence)
+    if f.problem is None:
+        ev["min_loss_lr"] = float(10**f.x_min)
     if f.problem is None and f.descent is not None:
         ev.update(
-            min_loss_lr=float(10**f.x_min),
             descent_low_lr=float(10 ** f.descent[0]),
             descent_high_lr=float(10 ** f.descent[1]),
         )
@@ -411,10 +456,22 @@ def suggest(lrs: ArrayLike, losses: ArrayLike, *, method: str = "default") -> Su
     others = {name: lr for name, lr in picks.items() if name != method}
     evidence = _evidence(f, picks)
     lr = picks[method]
-    if f.problem or lr is None or f.descent is None:
-        return Suggestion(None, method, 0.0, f.problem or f"strategy {method!r} found no LR", others, evidence)
+    if f.problem or lr is None:
+        why = f.problem or f"strategy {method!r} found no LR"
+        if is_weak(f):
+            why += f": the descent is weak (drop {f.snr:.1f}x noise, under {MIN_SNR:g}x); the default rule answers"
+        return Suggestion(None, method, 0.0, why, others, evidence)
     choice = _default_choice(f)
     how = choice[1] if method == "default" and choice else f"{method} rule"
+    if f.descent is None:  # weak: only the default rule answers
+        parts = [
+            f"weak descent: the loss drop is only {f.snr:.1f}x its noise (need {MIN_SNR:g}x for a confident "
+            f"answer): rerun with more num_steps or larger batches to confirm",
+            f"noisy loss minimum at {10**f.x_min:.1e}",
+            f"diverged at {10**f.divergence:.1e}" if f.divergence is not None else "no divergence seen",
+            f"chose {lr:.1e} ({how})",
+        ]
+        return Suggestion(lr, method, WEAK_CONFIDENCE, "; ".join(parts), others, evidence)
     low, high = f.descent
     parts = [
         f"steepest stable descent {10**low:.1e}..{10**high:.1e} ({high - low:.1f} decades, "

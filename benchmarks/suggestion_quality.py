@@ -310,6 +310,27 @@ def available(method: str) -> bool:
     return module is None or importlib.util.find_spec(module) is not None
 
 
+#: Optimizer class name for each benchmark optimizer kind (what ``autolr.plan.make_plan`` reads).
+OPTIMIZER_NAMES = {"sgd": "SGD", "sgdm": "SGD", "adam": "Adam", "adamw": "AdamW"}
+
+
+def one_cycle_peak(task: Task, lr: float, evidence: dict[str, float]) -> float:
+    """The peak LR ``AutoLR(schedule="onecycle")`` trains with for suggestion ``lr``: the one-cycle plan's
+    ``peak_lr`` (``autolr.plan.make_plan``), derived from the suggestion and its curve evidence."""
+    from autolr.plan import make_plan
+    from autolr.suggest import Suggestion
+
+    plan = make_plan(
+        Suggestion(lr, "default", 0.0, "", {}, dict(evidence)),
+        param_group_lrs=[task.textbook_lr],
+        optimizer_name=OPTIMIZER_NAMES[task.optimizer],
+        total_steps=task.steps,
+        schedule="onecycle",
+        weight_decay=None,
+    )
+    return float(plan.peak_lr)
+
+
 def _curve_rules(
     task: Task, curve: dict[str, Any], used_autolr: bool, config: Config
 ) -> dict[str, dict[str, Any]]:
@@ -320,9 +341,17 @@ def _curve_rules(
     strategies = rules.autolr_rules(lrs, losses)
     if used_autolr:
         s = curve["suggestion"]
-        out["autolr:default"] = {"lr": s["lr"], "reason": s["reason"]}
+        out["autolr:default"] = {"lr": s["lr"], "reason": s["reason"], "evidence": s.get("evidence", {})}
         strategies.pop("autolr:default", None)
     out.update(strategies)
+    default = out.get("autolr:default")
+    if default is not None and default["lr"] is not None:  # under one-cycle, autolr trains at the plan's peak
+        evidence = default.get("evidence")
+        if evidence is None:  # the local range test: read the evidence off the same curve
+            from autolr.suggest import suggest
+
+            evidence = dict(suggest(lrs, losses).evidence)
+        default["onecycle_lr"] = one_cycle_peak(task, float(default["lr"]), evidence)
     for name, rule in rules.ANCHOR_RULES.items():
         if not (config.wants(name) and available(name)):
             continue
@@ -377,11 +406,13 @@ def run_benchmark(config: Config) -> dict[str, Any]:
             for method, sug in _curve_rules(t, curve, impl == "autolr", config).items():
                 fallback = sug["lr"] is None
                 lr = t.textbook_lr if fallback else sug["lr"]
+                by_protocol = {p: float(lr_key(sug.get(f"{p}_lr", lr))) for p in training.PROTOCOLS}
                 results[t.name].suggestions.setdefault(method, []).append(
                     {
                         "seed": s,
                         "lr": sug["lr"],
-                        "trained_lr": float(lr_key(lr)),
+                        "trained_lr": by_protocol["constant"],
+                        "trained_lr_by_protocol": by_protocol,
                         "fallback": fallback,
                         "reason": sug["reason"],
                     }
@@ -404,7 +435,11 @@ def run_benchmark(config: Config) -> dict[str, Any]:
             else:
                 jobs += [("train", t.name, protocol, k, s) for k in grids[t.name] for s in seeds]
             for sugs in results[t.name].suggestions.values():
-                jobs += [("train", t.name, protocol, lr_key(x["trained_lr"]), s) for x in sugs for s in seeds]
+                jobs += [
+                    ("train", t.name, protocol, lr_key(x["trained_lr_by_protocol"][protocol]), s)
+                    for x in sugs
+                    for s in seeds
+                ]
             jobs += [("free", t.name, m, free_protocol(m, protocol), s) for m in lr_free for s in seeds]
     execute_training(jobs, cache, config.workers, "training runs")
 
@@ -439,7 +474,9 @@ def run_benchmark(config: Config) -> dict[str, Any]:
             scores: dict[str, dict[str, Any]] = {}
             for method, sugs in res.suggestions.items():
                 losses = [
-                    mean_loss(t, ("train", t.name, protocol, lr_key(x["trained_lr"])), res.untrained)[0]
+                    mean_loss(
+                        t, ("train", t.name, protocol, lr_key(x["trained_lr_by_protocol"][protocol])), res.untrained
+                    )[0]
                     for x in sugs
                 ]
                 regrets = [regret(v, best_loss, res.untrained) for v in losses]
@@ -626,7 +663,8 @@ def format_tables(out: dict[str, Any]) -> str:
         o = t["oracle"]
         edge = {p: " (grid edge!)" if o[p]["best_at_grid_edge"] else "" for p in o}
         sug = ", ".join(
-            "None" if x["lr"] is None else f"{x['lr']:.2e}" for x in t["suggestions"]["autolr:default"]
+            "None" if x["lr"] is None else f"{x['lr']:.2e} (1cycle peak {x['trained_lr_by_protocol']['onecycle']:.2e})"
+            for x in t["suggestions"]["autolr:default"]
         )
         lines.append(
             f"| {n} | {t['split']} | {t['untrained_loss']:.3f} | {o['constant']['best_lr']:.2e}, "

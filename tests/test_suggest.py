@@ -13,7 +13,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from autolr.suggest import MIN_SNR, STRATEGIES, Suggestion, analyse, smooth_log, suggest
+from autolr.suggest import MIN_SNR, STRATEGIES, WEAK_CONFIDENCE, WEAK_SNR, Suggestion, analyse, smooth_log, suggest
 
 EVIDENCE_KEYS = {"min_loss_lr", "steepest_lr", "valley_lr", "descent_low_lr", "descent_high_lr", "divergence_lr"}
 EVIDENCE_KEYS |= {"loss_drop", "noise"}
@@ -142,28 +142,35 @@ def test_evidence_is_complete_and_consistent_on_a_good_curve() -> None:
 
 
 @pytest.mark.parametrize("params", VARIETY, ids=[str(i) for i in range(len(VARIETY))])
-def test_default_lands_inside_the_descent(params: dict) -> None:
+def test_default_lands_between_the_descent_and_the_minimum(params: dict) -> None:
     c = synthetic(**params)
     s = suggest(c.lrs, c.losses)
     assert s.lr is not None, s.reason
+    ev = s.evidence
     assert 10**c.low / 2 <= s.lr <= c.true_min_lr
-    assert s.evidence["descent_low_lr"] <= s.lr <= s.evidence["descent_high_lr"]
+    assert ev["descent_low_lr"] <= s.lr <= ev["min_loss_lr"]
+    assert s.lr <= ev.get("divergence_lr", math.inf) / 10 * (1 + 1e-9) or s.lr == pytest.approx(ev["descent_low_lr"])
     assert "chose" in s.reason and f"{s.lr:.1e}" in s.reason
 
 
-def test_default_combines_minimum_over_10_and_the_steepest_point() -> None:
-    # on a clean curve whose descent is symmetric, the steepest part is centred on the steepest point
+def test_default_is_half_the_minimum_or_a_tenth_of_the_divergence() -> None:
     s = suggest(GOOD.lrs, GOOD.clean)
-    both = math.sqrt(s.alternatives["minimum"] * s.alternatives["steepest"])
-    assert abs(_lg(s.lr) - math.log10(both)) < 0.05
-    assert "geometric mean of minimum/10 and the steepest part" in s.reason
+    ev = s.evidence
+    assert s.lr == pytest.approx(min(ev["min_loss_lr"] / 2, ev["divergence_lr"] / 10), rel=1e-9)
+    assert "min_loss_lr / 2" in s.reason
+    # a minimum close to the blow-up: a decade below the divergence LR
+    c = synthetic(low=-5.0, high=-3.0, blowup=-2.5, rate=2.0, mult=0.02, seed=3)
+    s = suggest(c.lrs, c.losses)
+    ev = s.evidence
+    assert ev["divergence_lr"] / 10 < ev["min_loss_lr"] / 2
+    assert s.lr == pytest.approx(ev["divergence_lr"] / 10, rel=1e-9) and "divergence_lr / 10" in s.reason
 
 
-def test_default_is_clamped_inside_a_short_descent() -> None:
+def test_default_is_raised_to_the_start_of_a_short_descent() -> None:
     c = synthetic(low=-2.6, high=-2.2, blowup=-1.8, mult=0.05, seed=14)
     s = suggest(c.lrs, c.losses)
-    assert s.alternatives["minimum"] < s.evidence["descent_low_lr"]  # minimum/10 would fall before the descent
-    assert s.lr == pytest.approx(s.evidence["descent_low_lr"]) and "moved inside the descent" in s.reason
+    assert s.evidence["divergence_lr"] / 10 < s.evidence["descent_low_lr"]  # a tenth would fall before the descent
+    assert s.lr == pytest.approx(s.evidence["descent_low_lr"]) and "raised to the start of the descent" in s.reason
 
 
 def test_default_prefers_the_long_descent_over_a_noisy_dip() -> None:
@@ -203,6 +210,19 @@ def test_flat_curve_gives_no_lr(seed: int) -> None:
 def test_constant_curve_gives_no_lr() -> None:
     s = suggest(np.geomspace(1e-6, 1, 50), np.full(50, 1.5))
     assert s.lr is None and "not learning" in s.reason
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 4, 7])
+def test_noisy_descent_then_divergence_gives_a_weak_suggestion(seed: int) -> None:
+    # a real descent buried in strong additive noise (drop 4-6x the smoothed noise), then a blow-up
+    c = synthetic(add=1.2, seed=seed)
+    s = suggest(c.lrs, c.losses)
+    ev = s.evidence
+    assert WEAK_SNR <= ev["snr"] < MIN_SNR
+    assert s.lr is not None and s.confidence == WEAK_CONFIDENCE and "weak descent" in s.reason
+    assert 10**c.low / 10 <= s.lr <= ev["min_loss_lr"] and s.lr <= ev["divergence_lr"] / 10 * (1 + 1e-9)
+    assert not any(s.alternatives.values())  # the other strategies need a clear descent
+    assert suggest(c.lrs, c.losses, method="steepest").lr is None
 
 
 def test_flat_then_diverging_curve_gives_no_lr() -> None:
