@@ -38,6 +38,7 @@ from . import distributed as dist
 from . import suggest as _suggest
 from .curve import DEFAULT_SMOOTHING, Curve
 from .errors import AutoLRWarning, ConfigurationError, DataError
+from .monitor import DivergenceRule, LossBuffer
 from .param_groups import get_lrs, set_group_value, validate_param_groups
 from .report import Reporter, emit_summary, format_summary, safe_report
 from .result import LRFindResult
@@ -214,59 +215,6 @@ def _validate(
     return [float(s) for s in starts]
 
 
-class _DivergenceMonitor:
-    """Reads the device loss buffer a check late and applies the stop rules on the host."""
-
-    def __init__(self, losses: torch.Tensor, smoothing: float, divergence_factor: float) -> None:
-        self.losses = losses
-        cuda = losses.device.type == "cuda"
-        self.host = torch.empty(losses.shape, dtype=losses.dtype, pin_memory=cuda)
-        self.event = torch.cuda.Event() if cuda else None
-        self.pending = 0  # number of values covered by the copy in flight
-        self.seen = 0
-        self.beta, self.factor = smoothing, divergence_factor
-        self.avg = self.weight = 0.0
-        self.best = math.inf
-        self.smoothed = math.nan
-        self.stop_at: int | None = None
-        self.reason = "completed"
-        self.host_reads = 0
-
-    def check(self, count: int) -> None:
-        """Analyse the values copied at the previous check, then start copying the first ``count``."""
-        if self.event is not None:
-            self.event.synchronize()  # issued a whole check earlier: in practice already done
-        self._analyse(self.pending)
-        if self.stop_at is None:
-            self.host[:count].copy_(self.losses[:count], non_blocking=self.event is not None)
-            if self.event is not None:
-                self.event.record()
-            self.pending = count
-
-    def flush(self, count: int) -> None:
-        """Final, synchronous read of every value (end of sweep)."""
-        self.check(count)
-        self.check(count)
-
-    def _analyse(self, upto: int) -> None:
-        if upto <= self.seen or self.stop_at is not None:
-            return
-        values = self.host[self.seen:upto].tolist()
-        self.host_reads += 1
-        for j, v in enumerate(values, start=self.seen):
-            if not math.isfinite(v):
-                self.stop_at, self.reason = j, "non_finite"
-                return
-            self.avg = self.beta * self.avg + (1 - self.beta) * v
-            self.weight = self.beta * self.weight + (1 - self.beta)
-            self.smoothed = self.avg / self.weight
-            if j >= 1 and self.smoothed > self.factor * self.best and self.best > 0:
-                self.stop_at, self.reason = j, "diverged"
-                return
-            self.best = min(self.best, self.smoothed)
-        self.seen = upto
-
-
 def lr_find(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -420,8 +368,8 @@ def _sweep(
     ratios = [s / starts[0] for s in starts]
     lrs = sweep_lrs(starts[0], end_lr, num_steps, mode)
     loss_device = device if device is not None else torch.device("cpu")
-    losses = torch.full((num_steps,), math.nan, dtype=torch.float32, device=loss_device)
-    monitor = _DivergenceMonitor(losses, smoothing, divergence_factor)
+    monitor = LossBuffer(num_steps, loss_device, DivergenceRule(smoothing, divergence_factor))
+    losses = monitor.losses
     non_blocking = loss_device.type == "cuda"
     params = [p for g in optimizer.param_groups for p in g["params"]]
     autocast = (
@@ -510,8 +458,8 @@ def _sweep(
             bar.update(1)
             if count % check_every == 0:
                 monitor.check(count)
-                if math.isfinite(monitor.smoothed):
-                    bar.set_postfix(lr=f"{lrs[count - 1]:.2e}", loss=f"{monitor.smoothed:.4g}", refresh=False)
+                if math.isfinite(monitor.rule.smoothed):
+                    bar.set_postfix(lr=f"{lrs[count - 1]:.2e}", loss=f"{monitor.rule.smoothed:.4g}", refresh=False)
                 if monitor.stop_at is not None:
                     break
     except KeyboardInterrupt:

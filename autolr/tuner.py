@@ -33,6 +33,7 @@ import torch
 
 from . import distributed as dist
 from .errors import AutoLRWarning, ConfigurationError, DivergenceError, StateError
+from .monitor import DivergenceRule, LossStream
 from .param_groups import get_lrs, set_group_value, validate_param_groups
 from .plan import KNOWN_OPTIMIZERS, SCHEDULES, Plan, make_plan, split_no_decay
 from .range_test import ComputeLoss, LossFn, lr_find
@@ -74,84 +75,6 @@ class _TunerScheduler(ScheduleLR):
 
     def _advance(self) -> None:
         ScheduleLR.step(self)
-
-
-class _LossWatcher:
-    """Collects observed losses on the device; reads them back in batches, one batch late (no per-step sync)."""
-
-    def __init__(self, size: int, beta: float = 0.9) -> None:
-        self.size, self.beta = size, beta
-        self.buffer: torch.Tensor | None = None
-        self.host: torch.Tensor | None = None
-        self.event: Any = None
-        self.count = 0  # values written into the buffer since the last swap
-        self.pending: tuple[int, int] | None = None  # (first step, count) of the copy in flight
-        self.avg = self.weight = 0.0
-        self.best = math.inf
-        self.smoothed = math.nan
-        self.history: list[tuple[int, float]] = []
-
-    def reset_trend(self) -> None:
-        self.avg = self.weight = 0.0
-        self.best, self.smoothed = math.inf, math.nan
-
-    def add(self, loss: torch.Tensor, step: int) -> list[tuple[int, float]]:
-        """Record a loss; returns the (step, loss) values that became readable (possibly none)."""
-        value = loss.detach().reshape(()).float()
-        if self.buffer is None or self.buffer.device != value.device:
-            cuda = value.device.type == "cuda"
-            self.buffer = torch.empty(self.size, device=value.device)
-            self.host = torch.empty(self.size, pin_memory=cuda)
-            self.event = torch.cuda.Event() if cuda else None
-        self.buffer[self.count] = value
-        self.count += 1
-        if self.count < self.size:
-            return []
-        ready = self.collect()
-        assert self.host is not None
-        self.host.copy_(self.buffer, non_blocking=self.event is not None)
-        if self.event is not None:
-            self.event.record()
-        self.pending, self.count = (step - self.size + 1, self.size), 0
-        return ready
-
-    def collect(self) -> list[tuple[int, float]]:
-        """Values of the copy in flight (waits for it; it was issued a whole batch earlier)."""
-        if self.pending is None:
-            return []
-        if self.event is not None:
-            self.event.synchronize()
-        first, n = self.pending
-        self.pending = None
-        assert self.host is not None
-        values = list(zip(range(first, first + n), self.host[:n].tolist()))
-        self.history.extend(values)
-        return values
-
-    def flush(self, step: int) -> list[tuple[int, float]]:
-        """Everything observed so far (one synchronous read)."""
-        out = self.collect()
-        if self.count:
-            assert self.buffer is not None
-            values = self.buffer[: self.count].tolist()
-            first = step - self.count + 1
-            out += list(zip(range(first, first + self.count), values))
-            self.history.extend(out[-self.count:])
-            self.count = 0
-        return out
-
-    def diverged(self, values: Sequence[tuple[int, float]], factor: float) -> tuple[int, float] | None:
-        """First (step, loss) that is non-finite or lifts the smoothed loss above factor x its best."""
-        for step, v in values:
-            if not math.isfinite(v):
-                return step, v
-            self.avg = self.beta * self.avg + (1 - self.beta) * v
-            self.weight = self.beta * self.weight + (1 - self.beta)
-            self.smoothed = self.avg / self.weight
-            if self.smoothed > factor * self.best > 0:
-                return step, v
-            self.best = min(self.best, self.smoothed)
-        return None
 
 
 class AutoLR:
@@ -260,7 +183,8 @@ class AutoLR:
         self.epoch = 0
         self._group_origin: list[int] = []
         self._handles: list[Any] = []
-        self._watcher = _LossWatcher(check_every)
+        self._watcher = LossStream(check_every)
+        self._rule = DivergenceRule(0.9, guard_divergence_factor)
         self._guard_snapshot: Snapshot | None = None
         self._guard_step = 0
         self._retries = 0
@@ -460,9 +384,10 @@ class AutoLR:
                 safe_report(reporter.training_metrics, step, {"autolr/train_loss": value})
         if not self.guard:
             return
-        bad = self._watcher.diverged(values, self.guard_divergence_factor)
-        if bad is not None:
-            self._intervene(*bad)
+        for step, value in values:
+            if self._rule.update(value) is not None:
+                self._intervene(step, value)
+                return
 
     def _take_guard_snapshot(self) -> None:
         if self._guard_snapshot is not None:
@@ -490,7 +415,8 @@ class AutoLR:
         for group, lr in zip(self.optimizer.param_groups, self.scheduler._last_lr):
             set_group_value(group, "lr", lr)
         self._take_guard_snapshot()  # the restored state, with the new LR, is the new last good state
-        self._watcher = _LossWatcher(self._watcher.size)
+        self._watcher = LossStream(self._watcher.size)
+        self._rule = DivergenceRule(0.9, self.guard_divergence_factor)
         decision = Decision(
             "guard", self._lr_scale,
             f"loss diverged at step {step} ({value:.4g}); restored the state of step {self._guard_step} "
