@@ -28,24 +28,25 @@ import contextlib
 import logging
 import math
 import time
-import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal
 
 import torch
 
 from . import distributed as dist
 from . import suggest as _suggest
+from .batches import check_data, cycle, model_device, move_to_device
 from .curve import DEFAULT_SMOOTHING, Curve
-from .errors import AutoLRWarning, ConfigurationError, DataError
+from .errors import DataError
 from .monitor import DivergenceRule, LossBuffer
-from .param_groups import get_lrs, set_group_value, validate_param_groups
+from .param_groups import get_lrs, set_group_value
 from .report import Reporter, emit_summary, format_summary, safe_report
 from .result import LRFindResult
 from .snapshot import Snapshot, reshard_fsdp
 from .suggest import Suggestion
+from .validation import check_loss, validate_range_test
 
-__all__ = ["lr_find", "move_to_device", "sweep_lrs"]
+__all__ = ["lr_find", "sweep_lrs"]
 
 logger = logging.getLogger("autolr")
 
@@ -64,155 +65,6 @@ def sweep_lrs(start_lr: float, end_lr: float, num_steps: int, mode: str = "expon
         ratio = end_lr / start_lr
         return [start_lr * ratio ** (k / (num_steps - 1)) for k in range(num_steps)]
     return [start_lr + (end_lr - start_lr) * k / (num_steps - 1) for k in range(num_steps)]
-
-
-def move_to_device(batch: Any, device: torch.device | None, non_blocking: bool = False) -> Any:
-    """Move every tensor in a (nested) tuple, list, dict or namedtuple to ``device``; others unchanged."""
-    if device is None:
-        return batch
-    if torch.is_tensor(batch):
-        return batch.to(device, non_blocking=non_blocking)
-    if isinstance(batch, Mapping):
-        return type(batch)({k: move_to_device(v, device, non_blocking) for k, v in batch.items()})  # type: ignore[call-arg]
-    if isinstance(batch, tuple) and hasattr(batch, "_fields"):
-        return type(batch)(*(move_to_device(v, device, non_blocking) for v in batch))
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(move_to_device(v, device, non_blocking) for v in batch)
-    return batch
-
-
-def _cycle(loader: Iterable[Any]) -> Iterator[Any]:
-    """Iterate over ``loader`` forever (a new epoch when one ends); raise DataError if it yields nothing."""
-    while True:
-        empty = True
-        for batch in loader:
-            empty = False
-            yield batch
-        if empty:
-            raise DataError(
-                "the loader yielded no batch; pass a non-empty DataLoader or iterable of batches"
-            )
-
-
-def _model_device(model: torch.nn.Module) -> torch.device | None:
-    devices = {p.device for p in model.parameters()}
-    if len(devices) == 1:
-        return devices.pop()
-    return None  # no parameters, or model parallel: leave batches where they are
-
-
-def _check_number(name: str, value: Any, *, minimum: float | None = None, integer: bool = False) -> None:
-    kind = "an integer" if integer else "a number"
-    ok = isinstance(value, int) if integer else isinstance(value, (int, float))
-    if isinstance(value, bool) or not ok or (not integer and not math.isfinite(value)):
-        raise ConfigurationError(f"{name} must be {kind}, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise ConfigurationError(f"{name} must be >= {minimum}, got {value!r}")
-
-
-def _validate(
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    loader: Any,
-    loss_fn: Any,
-    compute_loss: Any,
-    start_lr: float | Sequence[float],
-    end_lr: float,
-    num_steps: int,
-    mode: str,
-    accumulation_steps: int,
-    max_grad_norm: float | None,
-    divergence_factor: float,
-    smoothing: float,
-    snapshot: str,
-    method: str,
-    keyboard_interrupt: str,
-    val_batches: int,
-    check_every: int,
-) -> list[float]:
-    """Check every argument; return the start LR of every param group. Touches nothing."""
-    if not isinstance(model, torch.nn.Module):
-        raise ConfigurationError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    validate_param_groups(optimizer)
-    if (loss_fn is None) == (compute_loss is None):
-        raise ConfigurationError(
-            "pass exactly one of loss_fn= (called as loss_fn(model(inputs), targets) on (inputs, targets) "
-            "batches) or compute_loss= (called as compute_loss(batch), returns the scalar loss); got "
-            + ("neither" if loss_fn is None else "both")
-        )
-    for name, fn in (("loss_fn", loss_fn), ("compute_loss", compute_loss)):
-        if fn is not None and not callable(fn):
-            raise ConfigurationError(f"{name} must be callable, got {type(fn).__name__}")
-    if loader is None or not hasattr(loader, "__iter__"):
-        raise ConfigurationError(f"loader must be an iterable of batches (e.g. a DataLoader), got {loader!r}")
-    with contextlib.suppress(TypeError):
-        # Under torch.distributed one rank's loader may be empty while the others' are not: raising here, on
-        # that rank alone, would leave the others waiting; the sweep checks every rank's data collectively.
-        if len(loader) == 0 and not dist.is_distributed():
-            raise DataError("the loader is empty (len 0); pass a loader with at least one batch")
-    if mode not in ("exponential", "linear"):
-        raise ConfigurationError(f"mode must be 'exponential' or 'linear', got {mode!r}")
-    _check_number("num_steps", num_steps, minimum=2, integer=True)
-    _check_number("end_lr", end_lr)
-    starts = list(start_lr) if isinstance(start_lr, (list, tuple)) else [start_lr]
-    for s in starts:
-        _check_number("start_lr", s)
-    if not all(s > 0 for s in starts) or end_lr <= 0:
-        raise ConfigurationError(
-            f"learning rates must be > 0, got start_lr={start_lr!r}, end_lr={end_lr!r}; e.g. start_lr=1e-7, end_lr=10"
-        )
-    if starts[0] >= end_lr:
-        raise ConfigurationError(
-            f"start_lr ({starts[0]!r}) must be below end_lr ({end_lr!r}); the sweep goes up, e.g. 1e-7 -> 10"
-        )
-    groups = optimizer.param_groups
-    if len(starts) == 1:
-        current = get_lrs(optimizer)
-        starts = [starts[0] * lr / current[0] for lr in current]
-    elif len(starts) != len(groups):
-        raise ConfigurationError(
-            f"start_lr has {len(starts)} values but the optimizer has {len(groups)} param groups; "
-            "pass one start_lr per group, or one float (then the groups keep their current ratios)"
-        )
-    _check_number("accumulation_steps", accumulation_steps, minimum=1, integer=True)
-    _check_number("check_every", check_every, minimum=1, integer=True)
-    _check_number("val_batches", val_batches, minimum=1, integer=True)
-    if max_grad_norm is not None:
-        _check_number("max_grad_norm", max_grad_norm)
-        if max_grad_norm <= 0:
-            raise ConfigurationError(f"max_grad_norm must be > 0 or None, got {max_grad_norm!r}")
-    _check_number("divergence_factor", divergence_factor)
-    if divergence_factor <= 1:
-        raise ConfigurationError(
-            f"divergence_factor must be > 1 (stop when the smoothed loss exceeds factor x its best), "
-            f"got {divergence_factor!r}; the usual value is 4"
-        )
-    _check_number("smoothing", smoothing)
-    if not 0 <= smoothing < 1:
-        raise ConfigurationError(f"smoothing (EMA decay) must be in [0, 1), got {smoothing!r}; e.g. 0.9")
-    if snapshot not in ("cpu", "disk"):
-        raise ConfigurationError(f"snapshot must be 'cpu' (memory) or 'disk' (temp dir), got {snapshot!r}")
-    if method not in _suggest.STRATEGIES:
-        raise ConfigurationError(f"method must be one of {sorted(_suggest.STRATEGIES)}, got {method!r}")
-    if keyboard_interrupt not in ("raise", "stop"):
-        raise ConfigurationError(f"keyboard_interrupt must be 'raise' or 'stop', got {keyboard_interrupt!r}")
-    model_params = {id(p) for p in model.parameters() if p.requires_grad}
-    opt_params = {id(p) for g in groups for p in g["params"]}
-    if model_params and not model_params & opt_params:
-        raise ConfigurationError(
-            "the optimizer holds none of the model's trainable parameters; build it from this model, "
-            "e.g. torch.optim.AdamW(model.parameters())"
-        )
-    if any("initial_lr" in g for g in groups):
-        warnings.warn(
-            "a learning-rate scheduler is already attached to this optimizer (param groups have 'initial_lr'). "
-            "autolr restores the optimizer afterwards, but that scheduler was built from the old learning rate "
-            "and will overwrite the one you apply. Run lr_find before creating the scheduler, or use "
-            "autolr.AutoLR, which builds the scheduler from the result.",
-            AutoLRWarning,
-            stacklevel=3,
-        )
-    return [float(s) for s in starts]
 
 
 def lr_find(
@@ -303,13 +155,13 @@ def lr_find(
         True
     """
     reshard_fsdp(model)  # FSDP2 left unsharded (e.g. by an eval pass) holds full tensors, not the optimizer's
-    starts = _validate(
+    starts = validate_range_test(
         model, optimizer, loader, loss_fn, compute_loss, start_lr, end_lr, num_steps, mode,
         accumulation_steps, max_grad_norm, divergence_factor, smoothing, snapshot, method,
         keyboard_interrupt, val_batches, check_every,
     )
     initial_lrs = tuple(get_lrs(optimizer))
-    target = torch.device(device) if device is not None else _model_device(model)
+    target = torch.device(device) if device is not None else model_device(model)
     settings = {
         "start_lr": starts[0], "end_lr": float(end_lr), "num_steps": num_steps, "mode": mode,
         "accumulation_steps": accumulation_steps, "max_grad_norm": max_grad_norm,
@@ -409,7 +261,7 @@ def _sweep(
     def on_step(*_: Any) -> None:
         stepped[0] = True
 
-    data = _check_data(_cycle(loader), val_missing=val_loader is not None and not held_out, device=loss_device)
+    data = check_data(cycle(loader), val_missing=val_loader is not None and not held_out, device=loss_device)
     handle = optimizer.register_step_post_hook(on_step)
     bar = _progress_bar(num_steps, progress and dist.is_rank_zero())
     count = skipped = 0
@@ -426,7 +278,7 @@ def _sweep(
             for _ in range(accumulation_steps):
                 loss = batch_loss(next(data))
                 if not checked_loss:
-                    _check_loss(loss)
+                    check_loss(loss)
                     checked_loss = True
                 value = loss.detach().float()  # no kernel when the loss is already float32
                 total = value if total is None else total + value
@@ -482,51 +334,6 @@ def _sweep(
         skipped_steps=skipped, wall_time=time.perf_counter() - started, group_ratios=tuple(ratios),
         mode=mode, loss_kind="validation" if held_out else "train",
     )
-
-
-def _check_data(data: Iterator[Any], *, val_missing: bool, device: torch.device) -> Iterator[Any]:
-    """Fetch the first batch; raise DataError if the loader or the validation loader yielded nothing.
-
-    Under torch.distributed every rank raises if any rank has no data: the verdict is all-reduced first,
-    because a rank that raised alone would leave the others waiting in the next collective.
-    """
-    first, empty = None, False
-    try:
-        first = next(data)
-    except DataError:
-        empty = True
-    where = ""
-    if dist.is_distributed():
-        flags = dist.all_reduce_max(torch.tensor([float(empty), float(val_missing)], device=device)).tolist()
-        empty, val_missing, where = flags[0] > 0, flags[1] > 0, " on at least one rank (every rank needs one)"
-    if empty:
-        raise DataError(f"the loader yielded no batch{where}; pass a non-empty DataLoader or iterable of batches")
-    if val_missing:
-        raise DataError(f"val_loader yielded no batch{where}; pass a non-empty validation loader or val_loader=None")
-    return _chain_first(first, data)
-
-
-def _chain_first(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
-    yield first
-    yield from rest
-
-
-def _check_loss(loss: Any) -> None:
-    if not torch.is_tensor(loss):
-        raise DataError(
-            f"the loss must be a torch.Tensor, got {type(loss).__name__}; return the loss tensor itself, "
-            "not loss.item()"
-        )
-    if loss.numel() != 1:
-        raise DataError(
-            f"the loss must be a scalar tensor, got shape {tuple(loss.shape)}; reduce it (e.g. loss.mean()) "
-            "or use a loss with reduction='mean'"
-        )
-    if not loss.requires_grad:
-        raise DataError(
-            "the loss has no gradient graph (requires_grad=False); compute it from the model's output "
-            "without torch.no_grad() or .detach()"
-        )
 
 
 class _NoBar:

@@ -15,7 +15,8 @@ from torch import nn
 
 import autolr
 from autolr import ConfigurationError, DataError
-from autolr.range_test import move_to_device, sweep_lrs
+from autolr.batches import move_to_device
+from autolr.range_test import sweep_lrs
 from tests import tasks
 
 

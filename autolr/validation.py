@@ -1,0 +1,150 @@
+"""Argument checks for the range test: everything is validated before anything is touched."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from . import distributed as dist
+from . import suggest as _suggest
+from .errors import AutoLRWarning, ConfigurationError, DataError
+from .param_groups import get_lrs, validate_param_groups
+
+__all__ = ["check_loss", "validate_range_test"]
+
+
+def _check_number(name: str, value: Any, *, minimum: float | None = None, integer: bool = False) -> None:
+    kind = "an integer" if integer else "a number"
+    ok = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if isinstance(value, bool) or not ok or (not integer and not math.isfinite(value)):
+        raise ConfigurationError(f"{name} must be {kind}, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ConfigurationError(f"{name} must be >= {minimum}, got {value!r}")
+
+
+def validate_range_test(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loader: Any,
+    loss_fn: Any,
+    compute_loss: Any,
+    start_lr: float | Sequence[float],
+    end_lr: float,
+    num_steps: int,
+    mode: str,
+    accumulation_steps: int,
+    max_grad_norm: float | None,
+    divergence_factor: float,
+    smoothing: float,
+    snapshot: str,
+    method: str,
+    keyboard_interrupt: str,
+    val_batches: int,
+    check_every: int,
+) -> list[float]:
+    """Check every argument; return the start LR of every param group. Touches nothing."""
+    if not isinstance(model, torch.nn.Module):
+        raise ConfigurationError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    validate_param_groups(optimizer)
+    if (loss_fn is None) == (compute_loss is None):
+        raise ConfigurationError(
+            "pass exactly one of loss_fn= (called as loss_fn(model(inputs), targets) on (inputs, targets) "
+            "batches) or compute_loss= (called as compute_loss(batch), returns the scalar loss); got "
+            + ("neither" if loss_fn is None else "both")
+        )
+    for name, fn in (("loss_fn", loss_fn), ("compute_loss", compute_loss)):
+        if fn is not None and not callable(fn):
+            raise ConfigurationError(f"{name} must be callable, got {type(fn).__name__}")
+    if loader is None or not hasattr(loader, "__iter__"):
+        raise ConfigurationError(f"loader must be an iterable of batches (e.g. a DataLoader), got {loader!r}")
+    with contextlib.suppress(TypeError):
+        # Under torch.distributed one rank's loader may be empty while the others' are not: raising here, on
+        # that rank alone, would leave the others waiting; the sweep checks every rank's data collectively.
+        if len(loader) == 0 and not dist.is_distributed():
+            raise DataError("the loader is empty (len 0); pass a loader with at least one batch")
+    if mode not in ("exponential", "linear"):
+        raise ConfigurationError(f"mode must be 'exponential' or 'linear', got {mode!r}")
+    _check_number("num_steps", num_steps, minimum=2, integer=True)
+    _check_number("end_lr", end_lr)
+    starts = list(start_lr) if isinstance(start_lr, (list, tuple)) else [start_lr]
+    for s in starts:
+        _check_number("start_lr", s)
+    if not all(s > 0 for s in starts) or end_lr <= 0:
+        raise ConfigurationError(
+            f"learning rates must be > 0, got start_lr={start_lr!r}, end_lr={end_lr!r}; e.g. start_lr=1e-7, end_lr=10"
+        )
+    if starts[0] >= end_lr:
+        raise ConfigurationError(
+            f"start_lr ({starts[0]!r}) must be below end_lr ({end_lr!r}); the sweep goes up, e.g. 1e-7 -> 10"
+        )
+    groups = optimizer.param_groups
+    if len(starts) == 1:
+        current = get_lrs(optimizer)
+        starts = [starts[0] * lr / current[0] for lr in current]
+    elif len(starts) != len(groups):
+        raise ConfigurationError(
+            f"start_lr has {len(starts)} values but the optimizer has {len(groups)} param groups; "
+            "pass one start_lr per group, or one float (then the groups keep their current ratios)"
+        )
+    _check_number("accumulation_steps", accumulation_steps, minimum=1, integer=True)
+    _check_number("check_every", check_every, minimum=1, integer=True)
+    _check_number("val_batches", val_batches, minimum=1, integer=True)
+    if max_grad_norm is not None:
+        _check_number("max_grad_norm", max_grad_norm)
+        if max_grad_norm <= 0:
+            raise ConfigurationError(f"max_grad_norm must be > 0 or None, got {max_grad_norm!r}")
+    _check_number("divergence_factor", divergence_factor)
+    if divergence_factor <= 1:
+        raise ConfigurationError(
+            f"divergence_factor must be > 1 (stop when the smoothed loss exceeds factor x its best), "
+            f"got {divergence_factor!r}; the usual value is 4"
+        )
+    _check_number("smoothing", smoothing)
+    if not 0 <= smoothing < 1:
+        raise ConfigurationError(f"smoothing (EMA decay) must be in [0, 1), got {smoothing!r}; e.g. 0.9")
+    if snapshot not in ("cpu", "disk"):
+        raise ConfigurationError(f"snapshot must be 'cpu' (memory) or 'disk' (temp dir), got {snapshot!r}")
+    if method not in _suggest.STRATEGIES:
+        raise ConfigurationError(f"method must be one of {sorted(_suggest.STRATEGIES)}, got {method!r}")
+    if keyboard_interrupt not in ("raise", "stop"):
+        raise ConfigurationError(f"keyboard_interrupt must be 'raise' or 'stop', got {keyboard_interrupt!r}")
+    model_params = {id(p) for p in model.parameters() if p.requires_grad}
+    opt_params = {id(p) for g in groups for p in g["params"]}
+    if model_params and not model_params & opt_params:
+        raise ConfigurationError(
+            "the optimizer holds none of the model's trainable parameters; build it from this model, "
+            "e.g. torch.optim.AdamW(model.parameters())"
+        )
+    if any("initial_lr" in g for g in groups):
+        warnings.warn(
+            "a learning-rate scheduler is already attached to this optimizer (param groups have 'initial_lr'). "
+            "autolr restores the optimizer afterwards, but that scheduler was built from the old learning rate "
+            "and will overwrite the one you apply. Run lr_find before creating the scheduler, or use "
+            "autolr.AutoLR, which builds the scheduler from the result.",
+            AutoLRWarning,
+            stacklevel=3,
+        )
+    return [float(s) for s in starts]
+
+
+def check_loss(loss: Any) -> None:
+    if not torch.is_tensor(loss):
+        raise DataError(
+            f"the loss must be a torch.Tensor, got {type(loss).__name__}; return the loss tensor itself, "
+            "not loss.item()"
+        )
+    if loss.numel() != 1:
+        raise DataError(
+            f"the loss must be a scalar tensor, got shape {tuple(loss.shape)}; reduce it (e.g. loss.mean()) "
+            "or use a loss with reduction='mean'"
+        )
+    if not loss.requires_grad:
+        raise DataError(
+            "the loss has no gradient graph (requires_grad=False); compute it from the model's output "
+            "without torch.no_grad() or .detach()"
+        )
