@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -35,13 +34,14 @@ from . import distributed as dist
 from .errors import AutoLRWarning, ConfigurationError, DivergenceError, StateError
 from .monitor import DivergenceRule, LossStream
 from .param_groups import get_lrs, set_group_value, validate_param_groups
-from .plan import KNOWN_OPTIMIZERS, SCHEDULES, Plan, make_plan, split_no_decay
+from .plan import KNOWN_OPTIMIZERS, SCHEDULES, Plan, make_plan
 from .range_test import ComputeLoss, LossFn, lr_find
 from .report import Decision, Reporter, emit_summary, format_summary, safe_report
 from .result import LRFindResult
 from .schedule import Plateau, ScheduleLR, schedule_from_dict
 from .snapshot import Snapshot
 from .suggest import Suggestion
+from .weight_decay import named_params_info, split_param_groups, sweep_weight_decay
 
 __all__ = ["AutoLR"]
 
@@ -198,22 +198,12 @@ class AutoLR:
             return "AdamW"
         return name
 
-    def _named_params_info(self) -> list[tuple[str, str, int]]:
-        info = []
-        seen: set[int] = set()
-        for module_name, module in self.model.named_modules():
-            for name, p in module.named_parameters(recurse=False):
-                if id(p) not in seen:
-                    seen.add(id(p))
-                    info.append((f"{module_name}.{name}" if module_name else name, type(module).__name__, p.ndim))
-        return info
-
     def _make_plan(self, suggestion: Suggestion, total_steps: int | None, weight_decay: Any) -> Plan:
         return make_plan(
             suggestion, param_group_lrs=get_lrs(self.optimizer), optimizer_name=self._optimizer_name,
             total_steps=total_steps, schedule=self.schedule_name, weight_decay=weight_decay,
             warmup_steps=self.warmup_steps, step_granularity=self.step_granularity,
-            exclude_embeddings=self.exclude_embeddings, named_params_info=self._named_params_info(),
+            exclude_embeddings=self.exclude_embeddings, named_params_info=named_params_info(self.model),
         )
 
     def lr_find(
@@ -252,7 +242,9 @@ class AutoLR:
         weight_decay: Any = self.weight_decay
         sweep_decision = None
         if self.weight_decay == "sweep":
-            result, weight_decay, sweep_decision = self._sweep_weight_decay(loader, kwargs)
+            result, weight_decay, sweep_decision = sweep_weight_decay(
+                self.model, self.optimizer, loader, self.weight_decay_grid, kwargs
+            )
         else:
             result = lr_find(self.model, self.optimizer, loader, **kwargs)
         plan = self._make_plan(result.suggestion, total_steps, weight_decay)
@@ -267,37 +259,6 @@ class AutoLR:
             emit_summary("autolr plan\n" + format_summary(None, plan.decisions), echo=bool(kwargs.get("progress")))
         return plan
 
-    def _sweep_weight_decay(
-        self, loader: Iterable[Any], kwargs: dict[str, Any]
-    ) -> tuple[LRFindResult, float, Decision]:
-        """Smith's method: a range test per weight decay; keep the one whose curve reaches the lowest loss."""
-        original = [g.get("weight_decay", 0.0) for g in self.optimizer.param_groups]
-        started = time.perf_counter()
-        results: dict[float, LRFindResult] = {}
-        try:
-            for wd in self.weight_decay_grid:
-                for g in self.optimizer.param_groups:
-                    set_group_value(g, "weight_decay", wd)
-                results[wd] = lr_find(self.model, self.optimizer, loader, **kwargs)
-        finally:
-            for g, wd in zip(self.optimizer.param_groups, original):
-                set_group_value(g, "weight_decay", wd)
-        lowest = {wd: float(min((x for x in r.curve.smoothed if math.isfinite(x)), default=math.inf))
-                  for wd, r in results.items()}
-        usable = {wd: v for wd, v in lowest.items() if results[wd].suggestion.lr is not None} or lowest
-        best = min(usable, key=lambda wd: (usable[wd], -wd))  # ties: the larger decay regularises more
-        steps = sum(len(r.curve) for r in results.values())
-        seconds = time.perf_counter() - started
-        decision = Decision(
-            "weight_decay", best,
-            f"Smith's weight-decay sweep: {len(results)} range tests; {best:g} reached the lowest smoothed loss "
-            f"({lowest[best]:.4g}); cost {steps} steps, {seconds:.1f}s",
-            alternatives={f"{wd:g}": lowest[wd] for wd in results if wd != best},
-            evidence={"min_smoothed_loss": {f"{wd:g}": v for wd, v in lowest.items()}, "cost_steps": steps,
-                      "cost_seconds": round(seconds, 3)},
-        )
-        return results[best], best, decision
-
     def apply_plan(self, plan: Plan) -> None:
         """Split param groups for weight decay, set the LRs and attach the self-stepping scheduler."""
         if len(plan.lrs) != len(self.optimizer.param_groups):
@@ -305,7 +266,9 @@ class AutoLR:
                 f"the plan has {len(plan.lrs)} param groups but the optimizer has {len(self.optimizer.param_groups)}; "
                 "apply a plan to the optimizer it was made for (before any other split)"
             )
-        self._split_groups(plan)
+        self._group_origin = split_param_groups(
+            self.optimizer, self.model, plan.weight_decay, exclude_embeddings=plan.exclude_embeddings
+        )
         bases = [plan.lrs[i] * self._lr_scale for i in self._group_origin]
         schedule = schedule_from_dict(plan.schedule.to_dict())  # type: ignore[attr-defined]  # fresh state
         self.scheduler = _TunerScheduler(self.optimizer, schedule, base_lrs=bases)
@@ -314,33 +277,6 @@ class AutoLR:
             self._handles.append(self.optimizer.register_step_post_hook(self._on_optimizer_step))
         else:
             self.scheduler.manual = True  # the user or the framework steps it
-
-    def _split_groups(self, plan: Plan) -> None:
-        groups = self.optimizer.param_groups
-        self._group_origin = list(range(len(groups)))
-        if plan.weight_decay <= 0:  # no decay at all: nothing to split
-            for group in groups:
-                if "weight_decay" in group:
-                    set_group_value(group, "weight_decay", 0.0)
-            return
-        info = self._named_params_info()
-        _, no_decay_names = split_no_decay(info, exclude_embeddings=plan.exclude_embeddings)
-        names = {id(p): n for n, p in self.model.named_parameters()}
-        no_decay = {pid for pid, n in names.items() if n in set(no_decay_names)}
-        new_groups, origin = [], []
-        for i, group in enumerate(groups):
-            settings = {k: v for k, v in group.items() if k != "params"}
-            parts = ([p for p in group["params"] if id(p) not in no_decay], plan.weight_decay), (
-                [p for p in group["params"] if id(p) in no_decay], 0.0)
-            for params, wd in parts:
-                if params:
-                    new = {**settings, "params": params}
-                    if "weight_decay" in settings or wd:
-                        new["weight_decay"] = wd
-                    new_groups.append(new)
-                    origin.append(i)
-        groups[:] = new_groups
-        self._group_origin = origin
 
     # -- during training ------------------------------------------------------------------------------
     def _on_optimizer_step(self, *_: Any) -> None:
