@@ -22,7 +22,8 @@ mkdir -p "$OUTDIR" || { echo "gpu_check: cannot create $OUTDIR" >&2; exit 2; }
 OUTDIR=$(cd "$OUTDIR" && pwd)
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT" || exit 2
-PY=${PYTHON:-python}
+# The lent GPU machines have `python3` (with CUDA PyTorch, scipy, pytest, hypothesis, tqdm) and no network.
+if [ -n "${PYTHON:-}" ]; then PY=$PYTHON; elif command -v python3 > /dev/null 2>&1; then PY=python3; else PY=python; fi
 SUMMARY="$OUTDIR/summary.txt"
 : > "$SUMMARY"
 FAILED=()
@@ -56,13 +57,13 @@ if ! "$PY" -c "import torch; assert torch.cuda.is_available()" >> "$INSTALL_LOG"
     pip_install --no-deps -e . || fail "pip install -e . --no-deps"
 else
     missing=()
-    for module in numpy scipy tqdm wandb pytest hypothesis; do
+    for module in numpy scipy tqdm pytest hypothesis; do  # wandb is optional: its tests skip without it
         "$PY" -c "import $module" > /dev/null 2>&1 || missing+=("$module")
     done
     if [ ${#missing[@]} -gt 0 ]; then
         pip_install "${missing[@]}" || fail "pip install ${missing[*]}"
     fi
-    if ! "$PY" -c "import autolr, autolr.integrations" > /dev/null 2>&1; then
+    if ! PYTHONPATH="$ROOT" "$PY" -c "import autolr" > /dev/null 2>&1; then
         pip_install --no-deps --no-build-isolation -e . || pip_install --no-deps -e . \
             || fail "pip install -e . --no-deps"
     fi
