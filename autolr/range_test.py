@@ -224,6 +224,9 @@ def _sweep(
     losses = monitor.losses
     non_blocking = loss_device.type == "cuda"
     params = [p for g in optimizer.param_groups for p in g["params"]]
+    no_sync = getattr(model, "no_sync", None)
+    if not isinstance(model, torch.nn.parallel.DistributedDataParallel) or no_sync is None:
+        no_sync = contextlib.nullcontext
     autocast = (
         (lambda: torch.autocast(loss_device.type, dtype=autocast_dtype))
         if autocast_dtype is not None else contextlib.nullcontext
@@ -275,15 +278,17 @@ def _sweep(
                 set_group_value(group, "lr", lrs[count] * ratio)
             optimizer.zero_grad(set_to_none=True)
             total: torch.Tensor | None = None  # summed on the device; one kernel per step without accumulation
-            for _ in range(accumulation_steps):
-                loss = batch_loss(next(data))
-                if not checked_loss:
-                    check_loss(loss)
-                    checked_loss = True
-                value = loss.detach().float()  # no kernel when the loss is already float32
-                total = value if total is None else total + value
-                scaled = loss if accumulation_steps == 1 else loss / accumulation_steps
-                (scaler.scale(scaled) if scaler is not None else scaled).backward()
+            for micro in range(accumulation_steps):
+                # DDP: gradients are all-reduced once, on the last micro-batch of the step
+                with no_sync() if micro < accumulation_steps - 1 else contextlib.nullcontext():
+                    loss = batch_loss(next(data))
+                    if not checked_loss:
+                        check_loss(loss)
+                        checked_loss = True
+                    value = loss.detach().float()  # no kernel when the loss is already float32
+                    total = value if total is None else total + value
+                    scaled = loss if accumulation_steps == 1 else loss / accumulation_steps
+                    (scaler.scale(scaled) if scaler is not None else scaled).backward()
             if max_grad_norm is not None:
                 if scaler is not None:
                     scaler.unscale_(optimizer)

@@ -208,6 +208,30 @@ def _scenario_uneven(rank: int, tmp: Path) -> dict[str, Any]:
     return {**_curve(result), "served": data.served}
 
 
+def _scenario_accumulation(rank: int, tmp: Path) -> dict[str, Any]:
+    """Gradient accumulation under DDP: one gradient all-reduce per optimizer step (no_sync on the other
+    micro-batches), and the gradients each step applies are identical on both ranks."""
+    from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
+
+    model = _ddp(tasks.BNDropoutNet())
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    calls = [0]
+
+    def counting_hook(state, bucket):  # no annotations: DDP rejects any but GradBucket
+        calls[0] += 1
+        return allreduce_hook(state, bucket)
+
+    model.register_comm_hook(None, counting_hook)
+    grads: list[torch.Tensor] = []
+    handle = opt.register_step_pre_hook(
+        lambda o, *_: grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]).clone())
+    )
+    result = autolr.lr_find(model, opt, _shard(rank, 6), loss_fn=nn.CrossEntropyLoss(), num_steps=10,
+                            start_lr=1e-5, end_lr=1e-2, accumulation_steps=3, progress=False)
+    handle.remove()
+    return {**_curve(result), "comm_calls": calls[0], "grads": grads}
+
+
 def _raised(fn: Callable[[], Any]) -> dict[str, Any]:
     try:
         fn()
@@ -420,6 +444,7 @@ SCENARIOS: dict[str, Callable[[int, Path], dict[str, Any]]] = {
     "fsdp2_unsharded": _scenario_fsdp2_unsharded,
     "fsdp1": _scenario_fsdp1,
     "tuner": _scenario_tuner,
+    "accumulation": _scenario_accumulation,
 }
 
 
@@ -429,7 +454,7 @@ SCENARIOS: dict[str, Callable[[int, Path], dict[str, Any]]] = {
 @pytest.fixture(scope="module")
 def ddp(tmp_path_factory: pytest.TempPathFactory) -> _Runs:
     tmp = tmp_path_factory.mktemp("ddp")
-    _launch(tmp, ["restore", "nan", "uneven", "empty", "suggest_fails", "reporters", "tuner"])
+    _launch(tmp, ["restore", "nan", "uneven", "empty", "suggest_fails", "reporters", "tuner", "accumulation"])
     return _Runs(tmp)
 
 
@@ -603,3 +628,12 @@ def test_tuner_plan_schedule_and_guard_agree_across_ranks(ddp: _Runs) -> None:
     assert r0["lr_trajectory"] == r1["lr_trajectory"] and len(r0["lr_trajectory"]) == 24
     assert r0["guards"] == r1["guards"] and len(r0["guards"]) == 1  # the NaN on rank 1 made both intervene
     assert all(torch.equal(a, b) for a, b in zip(r0["params"], r1["params"]))
+
+
+def test_accumulation_all_reduces_once_per_step_and_ranks_agree(ddp: _Runs) -> None:
+    r0, r1 = ddp["accumulation"]
+    _assert_ranks_agree([r0, r1])
+    assert len(r0["lrs"]) == 10
+    # the small model fits one DDP bucket: one all-reduce per optimizer step, not one per micro-batch (3 per step)
+    assert r0["comm_calls"] == r1["comm_calls"] == 10
+    assert len(r0["grads"]) == 10 and all(torch.equal(a, b) for a, b in zip(r0["grads"], r1["grads"]))
