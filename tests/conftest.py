@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import random
 
 import numpy as np
 import pytest
 import torch
+from hypothesis import settings
+
+# CI runs the property tests with a fixed seed and no per-example deadline (the CI machine is shared and
+# noisy); locally hypothesis explores new examples every run.
+settings.register_profile("ci", derandomize=True, deadline=None)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
