@@ -80,7 +80,6 @@ class LossBuffer:
         self.seen = 0
         self.stop_at: int | None = None
         self.reason = "completed"
-        self.host_reads = 0
 
     @property
     def host(self) -> torch.Tensor:
@@ -90,7 +89,6 @@ class LossBuffer:
         """Analyse the values copied at the previous check, then start copying the first ``count``."""
         self.copy.wait()  # issued a whole check earlier: in practice already done
         if self.pending > self.seen and self.stop_at is None:
-            self.host_reads += 1
             for j, v in enumerate(self.host[self.seen : self.pending].tolist(), start=self.seen):
                 reason = self.rule.update(v)
                 if reason is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -99,3 +100,17 @@ def assert_same_state(a: dict, b: dict) -> None:
         for k, v in sa["state"][i].items():
             w = sb["state"][i][k]
             assert torch.equal(v, w) if torch.is_tensor(v) else v == w, f"optimizer state {i}.{k}"
+
+
+def count_host_reads(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Count calls of the tensor methods that read values back to the host (patched until monkeypatch.undo())."""
+    counts = {"item": 0, "cpu": 0, "tolist": 0, "numpy": 0}
+    for name in counts:
+        original = getattr(torch.Tensor, name)
+
+        def wrapper(self, *a, _name=name, _orig=original, **k):
+            counts[_name] += 1
+            return _orig(self, *a, **k)
+
+        monkeypatch.setattr(torch.Tensor, name, wrapper)
+    return counts

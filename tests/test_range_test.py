@@ -286,25 +286,12 @@ def test_autocast_bfloat16_on_cpu() -> None:
 # -- no host sync per step ---------------------------------------------------------------------------------
 
 
-def _count_host_reads(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
-    counts = {"item": 0, "cpu": 0, "tolist": 0, "numpy": 0}
-    for name in counts:
-        original = getattr(torch.Tensor, name)
-
-        def wrapper(self, *a, _name=name, _orig=original, **k):
-            counts[_name] += 1
-            return _orig(self, *a, **k)
-
-        monkeypatch.setattr(torch.Tensor, name, wrapper)
-    return counts
-
-
 @pytest.mark.parametrize("check_every", [1, 10])
 def test_hot_loop_reads_losses_only_every_check(monkeypatch: pytest.MonkeyPatch, check_every: int) -> None:
     model = tasks.BNDropoutNet()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     data = tasks.batches(count=4)
-    counts = _count_host_reads(monkeypatch)
+    counts = tasks.count_host_reads(monkeypatch)
     result = _find(model, opt, data, num_steps=100, end_lr=1e-2, check_every=check_every)
     monkeypatch.undo()
     assert len(result.curve) == 100

@@ -312,19 +312,8 @@ def test_observe_does_not_read_every_step(monkeypatch: pytest.MonkeyPatch) -> No
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     tuner = AutoLR(model, opt, schedule="linear", weight_decay=None, check_every=8, progress=False)
     tuner.lr_find(tasks.loader(), nn.CrossEntropyLoss(), total_steps=100)
-    counts = {"item": 0, "tolist": 0}
-    for name in counts:
-        original = getattr(torch.Tensor, name)
-        monkeypatch.setattr(torch.Tensor, name, lambda self, *a, _n=name, _o=original: (
-            counts.__setitem__(_n, counts[_n] + 1), _o(self, *a))[1])
-    data = tasks.batches()
-    for i in range(64):
-        x, y = data[i % len(data)]
-        opt.zero_grad()
-        loss = nn.functional.cross_entropy(model(x), y)
-        loss.backward()
-        opt.step()
-        tuner.observe(loss)
+    counts = tasks.count_host_reads(monkeypatch)
+    _loop(model, opt, tuner, tasks.batches(), 64)
     monkeypatch.undo()
     assert counts["item"] == 0 and counts["tolist"] == 64 // 8 - 1
 
