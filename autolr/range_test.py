@@ -187,6 +187,13 @@ def lr_find(
         result.apply(optimizer)
     if dist.is_rank_zero():
         emit_summary(format_summary(result), echo=progress)
+        if suggestion.lr is None:
+            logger.warning("autolr: no learning rate suggested: %s", suggestion.reason)
+        elif suggestion.confidence <= _suggest.WEAK_CONFIDENCE:
+            logger.warning(
+                "autolr: low-confidence suggestion %.3g (confidence %.2f): %s",
+                suggestion.lr, suggestion.confidence, suggestion.reason,
+            )
         for reporter in reporters:
             safe_report(reporter.range_test_end, result)
     return result

@@ -1,21 +1,8 @@
 """Curve -> learning-rate suggestion. Pure numpy/scipy (imported lazily); never imports torch.
 
-Every rule reads the same :class:`Features`, computed once by :func:`analyse`; the x axis is always log10 LR.
-
-1. Keep the finite points and resample them on a uniform log10-LR grid (NaN gaps are interpolated).
-2. Noise ``sigma``: robust spread of second differences (``1.4826 * MAD / sqrt(6)``), blind to smooth trends.
-3. Clip outliers to a 5-point running median ``+- 3 sigma`` (Hampel filter). Points after the minimum where
-   that median exceeds ``min + 2 * max(drop, 3 sigma)`` have blown up: they are left out, like NaN, so the
-   divergence tail cannot drag the smoothed minimum.
-4. Smooth with a zero-phase Savitzky-Golay filter (quadratic, about one decade wide); its first derivative is
-   the slope against log10 LR. The EMA shown to users lags and shifts the curve right, so it is never analysed.
-5. Read off: the start level (median raw loss over the plateau before the descent, at least one window); the
-   smoothed minimum (its LR is the noise-weighted middle of the bottom, see ``Features.x_min``); the drop
-   between them; ``snr = drop / noise of the smoothed curve``; the descent (left of the minimum, where the
-   smoothed loss has made 10% and 90% of its drop, and at least 2 smoothed noise from either end); and the
-   divergence (first LR after the minimum where the smoothed loss has regained half the drop, and at least
-   ``MIN_SNR`` smoothed noise; else the first blown-up point or the first LR of a trailing run of NaN/inf).
-   Half the drop, not more: a sweep stopped at "4x the best EMA" often ends before more.
+Every rule reads the same :class:`~autolr.features.Features`, computed once by :func:`~autolr.features.analyse`
+(resampling, noise, outlier clipping, zero-phase smoothing, then the start level, minimum, drop, descent and
+divergence: see :mod:`autolr.features`); the x axis is always log10 LR.
 
 The :func:`default` rule: ``min(min_loss_lr / 2, divergence_lr / 10)`` (``MIN_LOSS_FACTOR``,
 ``DIVERGENCE_FACTOR``; without divergence, ``min_loss_lr / 2``), never below the start of the descent (10% of
@@ -25,19 +12,29 @@ blow-up. When the loss is still falling at the last LR (no minimum inside the sw
 steepest part of the descent instead (the minimum would only echo end_lr).
 
 No LR (``lr=None``) is suggested when there are fewer than ``MIN_POINTS`` finite losses, when the loss rises
-within the first half-window (start_lr too high), or when the curve is flat: ``snr < MIN_SNR`` without
-a sustained divergence, or ``snr < WEAK_SNR`` (nothing learned; the reason says to raise num_steps or end_lr).
+within the first half-window and diverges within ``FLAT_MIN_DECADES`` of the first LR (start_lr too high), or
+when the curve is flat with no sustained divergence: ``snr < MIN_SNR`` without one (nothing to read: the reason
+says to check the loss/labels or raise num_steps / end_lr).
 A drop of ``WEAK_SNR <= snr < MIN_SNR`` followed by a sustained divergence (the smoothed loss stays above the
 divergence level to the end of the sweep, or blows up / turns NaN; typical of small-batch, noisy losses) gives
 a **weak** suggestion: the same rule on the noisier minimum, with confidence ``WEAK_CONFIDENCE`` and a reason
-that says so; the other strategies, which need a clear descent, give None there. Every threshold is a fraction
-of the drop or a multiple of the noise, so suggestions do not change when a constant is added to the loss or
-the loss is rescaled.
+that says so; the other strategies, which need a clear descent, give None there.
+A **flat** curve that then blows up (``snr < WEAK_SNR``, or a minimum in the first half-window, or a weak dip
+more than ``FLAT_MIN_DECADES`` below the blow-up; and a sustained divergence at least ``FLAT_MIN_DECADES`` after
+the first LR) has one piece of information, the stability edge: the default guesses
+``divergence_lr / FLAT_DIVERGENCE_FACTOR`` (as far below the edge as the rule lands on clear curves) with
+confidence ``FLAT_CONFIDENCE`` and a reason that says it is a guess. A network on a plateau (an LSTM on a
+long-range task) shows such a curve however long the sweep: it leaves the plateau only after more steps at one
+LR than a sweep spends anywhere. ``min_loss_lr`` is left out of the evidence, so a one-cycle plan reads the edge.
+
+Every threshold is a fraction of the drop or a multiple of the noise, so suggestions do not change when a
+constant is added to the loss or the loss is rescaled.
 
 Confidence is the mean of three scores in [0, 1], times a shape factor. Scores: descent length (2 decades or
 more -> 1), drop/noise (``MIN_SNR`` -> 0, 10x that -> 1), agreement of the steepest and minimum/10 rules (same
 LR -> 1, 2 decades apart -> 0). Shape: 1 when divergence was seen, 0.8 for a minimum inside the sweep without
-divergence, 0.5 when the loss was still falling at the last LR. A weak suggestion has ``WEAK_CONFIDENCE``.
+divergence, 0.5 when the loss was still falling at the last LR. A weak suggestion has ``WEAK_CONFIDENCE``, a
+flat one ``FLAT_CONFIDENCE``; ``lr_find`` logs a warning for both.
 
 Example:
     >>> import numpy as np
@@ -58,6 +55,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .features import MIN_SNR, Features, analyse, smooth_log
+
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
 
@@ -75,21 +74,17 @@ __all__ = [
     "valley",
 ]
 
-#: Fewest finite losses worth analysing.
-MIN_POINTS = 15
-#: Width of the smoothing window, in decades of LR (at least 5 and at most a quarter of the points).
-WINDOW_DECADES = 1.0
-#: A drop (or rise) counts only when it is this many times the noise of the smoothed curve.
-MIN_SNR = 6.0
-#: A drop of at least this many smoothed noise, followed by divergence, still gives a (weak) suggestion. Pure
-#: noise curves of 100 points (Gaussian or Student-t, 3 dof) exceed it about 10% of the time, ``MIN_SNR``
-#: about 1%; a weak answer also needs the divergence, which pure noise does not show.
-WEAK_SNR = 4.0
 #: The default rule: ``min(min_loss_lr / MIN_LOSS_FACTOR, divergence_lr / DIVERGENCE_FACTOR)``.
 MIN_LOSS_FACTOR = 2.0
 DIVERGENCE_FACTOR = 10.0
 #: Confidence of a weak suggestion (drop between ``WEAK_SNR`` and ``MIN_SNR`` times the noise).
 WEAK_CONFIDENCE = 0.1
+#: A flat curve (:attr:`Features.flat`) gets a guess from the stability edge alone:
+#: ``divergence_lr / FLAT_DIVERGENCE_FACTOR``. The factor is how far below the divergence LR the default rule
+#: lands on curves with a clear descent (geometric mean 18 over the benchmark's tuning-half curves, rounded to 20).
+FLAT_DIVERGENCE_FACTOR = 20.0
+#: Confidence of that guess.
+FLAT_CONFIDENCE = 0.05
 
 
 @dataclass(frozen=True)
@@ -135,152 +130,6 @@ class Suggestion:
         )
 
 
-def _empty() -> np.ndarray:
-    return np.empty(0)
-
-
-@dataclass(frozen=True, eq=False)
-class Features:
-    """What :func:`analyse` read off a curve. Positions are log10 LR; ``x``, ``smoothed``, ``slope`` share a grid.
-
-    Attributes:
-        problem: why no LR can be suggested (with the fix), or None.
-        n_finite: number of finite losses.
-        x, smoothed, slope: uniform log10-LR grid (up to the blow-up), smoothed loss, d(smoothed)/d(log10 LR).
-        half: half the smoothing window, in grid points.
-        i_min: grid index of the smoothed minimum.
-        x_min: log10 LR of the minimum: the grid positions averaged with weights ``exp(-z^2 / 2)``, ``z`` the
-            smoothed loss above its minimum in smoothed-noise units, so a flat bottom gives its middle instead
-            of an argmin that jumps with the noise.
-        start: median raw loss over the plateau before the descent; drop: ``start - smoothed minimum``.
-        sigma: raw noise; snr: ``drop / (noise of the smoothed curve)``.
-        divergence: first log10 LR after the minimum where the smoothed loss rose by
-            ``max(drop / 2, MIN_SNR * smoothed noise)``; else the first blown-up point, or the first LR of a
-            trailing run of NaN/inf losses.
-        descent: (low, high) log10 LRs where the smoothed loss has made 10% and 90% of its drop (and at least
-            2 smoothed noise from either end).
-        at_end: the loss was still falling at the last LR (no minimum inside the sweep).
-    """
-
-    problem: str | None
-    n_finite: int
-    x: np.ndarray = field(default_factory=_empty)
-    smoothed: np.ndarray = field(default_factory=_empty)
-    slope: np.ndarray = field(default_factory=_empty)
-    half: int = 0
-    i_min: int = 0
-    x_min: float = math.nan
-    start: float = math.nan
-    drop: float = math.nan
-    sigma: float = math.nan
-    snr: float = math.nan
-    divergence: float | None = None
-    descent: tuple[float, float] | None = None
-    at_end: bool = False
-
-
-def _crossing(x: np.ndarray, s: np.ndarray, j: int, level: float) -> float:
-    """log10 LR where ``s`` crosses ``level`` between grid points j-1 and j (linear interpolation)."""
-    if j <= 0 or s[j] == s[j - 1]:
-        return float(x[max(j, 0)])
-    t = (level - s[j - 1]) / (s[j] - s[j - 1])
-    return float(x[j - 1] + min(max(t, 0.0), 1.0) * (x[j] - x[j - 1]))
-
-
-def analyse(lrs: ArrayLike, losses: ArrayLike) -> Features:
-    """Read the features every strategy uses off a range-test curve (see the module docstring for the steps).
-
-    Args:
-        lrs: learning rate of each step, strictly increasing (points with LR <= 0 or non-finite are ignored).
-        losses: raw loss of each step; NaN/inf are ignored.
-
-    Raises:
-        ValueError: when the lengths differ or the learning rates are not increasing.
-    """
-    from scipy.ndimage import median_filter
-    from scipy.signal import savgol_coeffs, savgol_filter
-
-    lr, loss = np.asarray(lrs, dtype=float).ravel(), np.asarray(losses, dtype=float).ravel()
-    if lr.shape != loss.shape:
-        raise ValueError(f"lrs and losses must have the same length, got {lr.size} and {loss.size}")
-    valid = np.isfinite(lr) & (lr > 0)
-    if np.any(np.diff(lr[valid]) <= 0):
-        raise ValueError("lrs must be strictly increasing (one learning rate per step of the sweep)")
-    ok = valid & np.isfinite(loss)
-    n = int(ok.sum())
-    if n < MIN_POINTS:
-        why = f"only {n} finite loss values, need at least {MIN_POINTS}: run the range test with more num_steps"
-        return Features(why + " (and check why losses are NaN/inf)", n)
-    first, last = int(np.argmax(ok)), len(ok) - 1 - int(np.argmax(ok[::-1]))
-    m = int(valid[first : last + 1].sum())
-    x = np.linspace(math.log10(lr[first]), math.log10(lr[last]), m)
-    y = np.interp(x, np.log10(lr[ok]), loss[ok])
-    dx = float(x[1] - x[0])
-    w = max(5, min(round(WINDOW_DECADES / dx), m // 4) // 2 * 2 + 1)
-    p = median_filter(y, size=5, mode="nearest")
-    start = float(np.median(y[:w]))
-    i_p = int(np.argmin(p))
-    d0 = start - float(p[i_p])
-    gone = np.flatnonzero(p[i_p:] > start + d0)  # the loss came back above start + drop: blow-up, not noise
-    stop = max(i_p + int(gone[0]) if gone.size else m, min(m, MIN_POINTS))
-    sigma = 1.4826 * float(np.median(np.abs(np.diff(y[:stop], 2)))) / math.sqrt(6.0)
-    sigma = max(sigma, 1e-9 * float(np.ptp(np.percentile(y[:stop], [5, 95]))))  # >= 90% equal values: flat
-    cap = float(p[i_p]) + 2.0 * max(d0, 3.0 * sigma)
-    over = np.flatnonzero(p[i_p:] > cap)  # past the blow-up: left out like NaN, so the smoother cannot ring
-    end = max(i_p + int(over[0]) if over.size else m, min(m, MIN_POINTS))
-    w = min(w, (end - 1) // 2 * 2 + 1)
-    y_clean = np.minimum(np.maximum(y, p - 3 * sigma), np.minimum(p + 3 * sigma, cap))[:end]
-    s = savgol_filter(y_clean, w, 2, mode="interp")
-    g = savgol_filter(y_clean, w, 2, deriv=1, delta=dx, mode="interp")
-    sigma_s = sigma * float(np.linalg.norm(savgol_coeffs(w, 2)))
-    i_min = int(np.argmin(s))
-    before = np.flatnonzero(s[: i_min + 1] >= start - 0.1 * (start - s[i_min]))  # the plateau before the descent
-    start = float(np.median(y[: max(w, int(before[-1]) + 1 if before.size else 0)]))
-    drop = start - float(s[i_min])
-    snr = drop / sigma_s if sigma_s > 0 else 0.0
-    level = float(s[i_min]) + max(0.5 * drop, MIN_SNR * sigma_s)
-    up = np.flatnonzero(s[i_min:] >= level) if sigma_s > 0 else np.empty(0, int)
-    divergence = _crossing(x, s, i_min + int(up[0]), level) if up.size else None
-    trailing = valid[last + 1 :]
-    # a blow-up, not a noise bump: the smoothed loss stays above the level from the crossing on (or the loss left
-    # the capped range / ended in NaN/inf without an earlier crossing)
-    sustained = bool(np.all(s[i_min + int(up[0]) :] >= level)) if up.size else end < m or bool(trailing.any())
-    if divergence is None and end < m:  # the loss left the capped range
-        divergence = float(x[end])
-    elif divergence is None and trailing.any():  # the sweep ended in NaN/inf losses
-        divergence = math.log10(lr[last + 1 :][trailing][0])
-    x = x[:end]
-    half = w // 2
-    problem, descent, at_end = None, None, False
-    if divergence is not None and i_min <= half and sigma_s > 0:
-        problem = (
-            f"the loss rises from the first points (diverged at {10**divergence:.1e}): start_lr too high: "
-            "lower start_lr (e.g. 100x lower)"
-        )
-    elif snr < WEAK_SNR or (snr < MIN_SNR and not (divergence is not None and sustained)):
-        problem = (
-            f"model not learning in this range: the loss drop is {max(snr, 0):.1f}x its noise (need {MIN_SNR:g}x, "
-            f"or {WEAK_SNR:g}x followed by divergence)"
-        )
-        problem += (
-            f", then it diverged at {10**divergence:.1e}: check the loss/labels and the model"
-            if divergence is not None
-            else ": check the loss/labels, or raise end_lr / num_steps"
-        )
-        problem += " (a network that learns slowly may need num_steps=300 or more to show a descent)"
-    elif snr >= MIN_SNR:  # descent: 10% and 90% of the drop made (and 2 smoothed noise past either end)
-        margin = max(0.1 * drop, 2.0 * sigma_s)
-        above = np.flatnonzero(s[: i_min + 1] >= start - margin)
-        j_lo = int(above[-1]) if above.size else 0
-        low = _crossing(x, s, j_lo + 1, start - margin) if j_lo < i_min else float(x[j_lo])
-        j_hi = j_lo + int(np.flatnonzero(s[j_lo : i_min + 1] <= s[i_min] + margin)[0])
-        high = _crossing(x, s, j_hi, float(s[i_min]) + margin) if j_hi > j_lo else float(x[j_hi])
-        descent, at_end = (low, high), divergence is None and i_min >= end - 1 - half
-    excess = (s - s[i_min]) / sigma_s if sigma_s > 0 else np.where(np.arange(end) == i_min, 0.0, np.inf)
-    x_min = float(np.average(x, weights=np.exp(-0.5 * np.minimum(excess, 40.0) ** 2)))
-    return Features(problem, n, x, s, g, half, i_min, x_min, start, drop, sigma, snr, divergence, descent, at_end)
-
-
 def steepest(f: Features) -> float | None:
     """LR of the most negative slope of the smoothed loss against log10 LR, up to the minimum.
 
@@ -320,13 +169,18 @@ def valley(f: Features) -> float | None:
 
 
 def is_weak(f: Features) -> bool:
-    """A usable but weak curve: no problem, yet no clear descent (``WEAK_SNR <= snr < MIN_SNR``, diverged)."""
+    """A usable but weak curve: no problem, yet no clear descent (``WEAK_SNR <= snr < MIN_SNR`` then diverged, or
+    flat then diverged: :attr:`Features.flat`)."""
     return f.problem is None and f.descent is None
 
 
 def _default_choice(f: Features) -> tuple[float, str] | None:
     if f.problem:
         return None
+    if f.flat and f.divergence is not None:  # the stability edge alone: as far below it as the rule usually lands
+        return float(10 ** (f.divergence - math.log10(FLAT_DIVERGENCE_FACTOR))), (
+            f"divergence_lr / {FLAT_DIVERGENCE_FACTOR:g}; no descent, low confidence"
+        )
     if f.descent is None:  # weak: the rule on the noisier minimum, never before the first LR
         x_pick, how = _below_minimum(f)
         if x_pick < f.x[0]:
@@ -379,26 +233,6 @@ STRATEGIES: dict[str, Callable[[Features], float | None]] = {
 }
 
 
-def smooth_log(lrs: ArrayLike, losses: ArrayLike) -> np.ndarray:
-    """The zero-phase smoothed loss at each input LR (for plotting); NaN where the LR is invalid, outside the
-    finite span, past the blow-up, or where the curve has too few finite points.
-
-    Example:
-        >>> lrs = np.geomspace(1e-5, 1, 40)
-        >>> bool(np.allclose(smooth_log(lrs, np.linspace(3, 1, 40)), np.linspace(3, 1, 40)))
-        True
-    """
-    f = analyse(lrs, losses)
-    lr = np.asarray(lrs, dtype=float).ravel()
-    out = np.full(lr.shape, np.nan)
-    if f.x.size:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            xl = np.log10(lr)
-        keep = np.isfinite(xl) & (xl >= f.x[0]) & (xl <= f.x[-1])
-        out[keep] = np.interp(xl[keep], f.x, f.smoothed)
-    return out
-
-
 def _evidence(f: Features, picks: Mapping[str, float | None]) -> dict[str, float]:
     ev: dict[str, float] = {"finite_points": float(f.n_finite)}
     if math.isfinite(f.drop):
@@ -407,7 +241,7 @@ def _evidence(f: Features, picks: Mapping[str, float | None]) -> dict[str, float
             ev.update(loss_drop=f.drop / abs(f.start), noise=f.sigma / abs(f.start))
     if f.divergence is not None:
         ev["divergence_lr"] = float(10**f.divergence)
-    if f.problem is None:
+    if f.problem is None and not f.flat:
         ev["min_loss_lr"] = float(10**f.x_min)
     if f.problem is None and f.descent is not None:
         ev.update(
@@ -458,11 +292,22 @@ def suggest(lrs: ArrayLike, losses: ArrayLike, *, method: str = "default") -> Su
     lr = picks[method]
     if f.problem or lr is None:
         why = f.problem or f"strategy {method!r} found no LR"
-        if is_weak(f):
+        if f.flat:
+            why += f": there is no descent (drop {max(f.snr, 0):.1f}x noise); the default rule guesses from divergence"
+        elif is_weak(f):
             why += f": the descent is weak (drop {f.snr:.1f}x noise, under {MIN_SNR:g}x); the default rule answers"
         return Suggestion(None, method, 0.0, why, others, evidence)
     choice = _default_choice(f)
     how = choice[1] if method == "default" and choice else f"{method} rule"
+    if f.flat and f.divergence is not None:  # no descent: only the default rule answers, from the stability edge
+        parts = [
+            f"no descent: the loss drop is only {max(f.snr, 0):.1f}x its noise, so the model learned nothing "
+            "measurable in this sweep (a plateau it takes longer to leave, an already trained model, or a problem "
+            "in the loss, labels or model)",
+            f"the only reading is the stability edge: diverged at {10**f.divergence:.1e}",
+            f"chose {lr:.1e} ({how}): a guess, check that training at it makes progress (lower it for fine-tuning)",
+        ]
+        return Suggestion(lr, method, FLAT_CONFIDENCE, "; ".join(parts), others, evidence)
     if f.descent is None:  # weak: only the default rule answers
         parts = [
             f"weak descent: the loss drop is only {f.snr:.1f}x its noise (need {MIN_SNR:g}x for a confident "

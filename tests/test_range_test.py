@@ -412,3 +412,43 @@ def test_progress_bar_can_be_on(capsys: pytest.CaptureFixture[str]) -> None:
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     _find(model, opt, num_steps=10, end_lr=0.1, progress=True)
     assert "autolr range test" in capsys.readouterr().err
+
+
+def test_a_model_that_learns_nothing_gets_a_flagged_guess_from_the_stability_edge(caplog) -> None:
+    # targets independent of the inputs: no LR can lower the loss; large LRs blow up (the stability edge)
+    import logging
+
+    from autolr.suggest import FLAT_CONFIDENCE, FLAT_DIVERGENCE_FACTOR
+
+    torch.manual_seed(0)
+    model = nn.Linear(10, 1)
+    nn.init.zeros_(model.weight)
+    nn.init.zeros_(model.bias)
+    g = torch.Generator().manual_seed(1)
+    batches = [(torch.randn(64, 10, generator=g), torch.randn(64, 1, generator=g)) for _ in range(100)]
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    with caplog.at_level(logging.WARNING, logger="autolr"):
+        result = autolr.lr_find(model, optimizer, batches, loss_fn=nn.functional.mse_loss, progress=False)
+    s = result.suggestion
+    assert s.confidence == FLAT_CONFIDENCE and "no descent" in s.reason, s.reason
+    assert s.lr == pytest.approx(s.evidence["divergence_lr"] / FLAT_DIVERGENCE_FACTOR)
+    assert 0.1 < s.evidence["divergence_lr"] < 10  # SGD on this least-squares problem is unstable above lr ~ 2
+    warned = [r.getMessage() for r in caplog.records if "low-confidence suggestion" in r.getMessage()]
+    assert len(warned) == 1 and "stability edge" in warned[0]
+    assert torch.count_nonzero(model.weight) == 0 and optimizer.param_groups[0]["lr"] == 0.01  # restored
+
+
+def test_no_suggestion_is_warned_about_with_the_reason(caplog) -> None:
+    import logging
+
+    model = nn.Linear(10, 1)
+    g = torch.Generator().manual_seed(1)
+    batches = [(torch.randn(64, 10, generator=g), torch.randn(64, 1, generator=g)) for _ in range(60)]
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    with caplog.at_level(logging.WARNING, logger="autolr"):  # stops below the edge: nothing to read at all
+        result = autolr.lr_find(
+            model, optimizer, batches, loss_fn=nn.functional.mse_loss, end_lr=1e-4, num_steps=60, progress=False
+        )
+    assert result.suggestion.lr is None
+    warned = [r.getMessage() for r in caplog.records if "no learning rate suggested" in r.getMessage()]
+    assert len(warned) == 1 and result.suggestion.reason in warned[0]

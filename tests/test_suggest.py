@@ -13,7 +13,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from autolr.suggest import MIN_SNR, STRATEGIES, WEAK_CONFIDENCE, WEAK_SNR, Suggestion, analyse, smooth_log, suggest
+from autolr.features import MIN_SNR, WEAK_SNR, analyse, smooth_log
+from autolr.suggest import FLAT_CONFIDENCE, FLAT_DIVERGENCE_FACTOR, STRATEGIES, WEAK_CONFIDENCE, Suggestion, suggest
 
 EVIDENCE_KEYS = {"min_loss_lr", "steepest_lr", "valley_lr", "descent_low_lr", "descent_high_lr", "divergence_lr"}
 EVIDENCE_KEYS |= {"loss_drop", "noise"}
@@ -225,11 +226,53 @@ def test_noisy_descent_then_divergence_gives_a_weak_suggestion(seed: int) -> Non
     assert suggest(c.lrs, c.losses, method="steepest").lr is None
 
 
-def test_flat_then_diverging_curve_gives_no_lr() -> None:
+@pytest.mark.parametrize("seed", range(4))
+def test_flat_then_diverging_curve_guesses_from_the_stability_edge(seed: int) -> None:
+    # nothing learned for 6 decades, then a blow-up: the divergence LR is the curve's only information
+    lrs = np.geomspace(1e-7, 10, 100)
+    losses = 2.0 + np.exp(4 * (np.log10(lrs) + 1)) + 0.05 * np.random.default_rng(seed).standard_normal(100)
+    s = suggest(lrs, losses)
+    divergence = s.evidence["divergence_lr"]
+    assert 3e-3 < divergence < 0.3  # where the exp term rises out of the noise, not an earlier noise bump
+    assert not any(s.alternatives.values())  # the other strategies need a descent
+    assert s.lr == pytest.approx(divergence / FLAT_DIVERGENCE_FACTOR)
+    assert s.confidence == FLAT_CONFIDENCE and s.method == "default"
+    assert "no descent" in s.reason and "stability edge" in s.reason and "a guess" in s.reason
+    assert "min_loss_lr" not in s.evidence  # so the one-cycle plan reads the divergence, not a noise minimum
+    named = suggest(lrs, losses, method="minimum")
+    assert named.lr is None and "no descent" in named.reason
+
+
+def test_flat_tier_holds_over_many_noise_draws() -> None:
+    lrs = np.geomspace(1e-7, 10, 100)
+    tiers = []
+    for seed in range(20):
+        noise = 0.05 * np.random.default_rng(seed).standard_normal(100)
+        s = suggest(lrs, 2.0 + np.exp(4 * (np.log10(lrs) + 1)) + noise)
+        assert s.lr == pytest.approx(s.evidence["divergence_lr"] / FLAT_DIVERGENCE_FACTOR)
+        tiers.append((s.confidence, s.evidence["snr"] >= WEAK_SNR))
+    # a noise dip of 4-6x far below the blow-up (seed 0) is not read as a weak descent either
+    assert all(conf == FLAT_CONFIDENCE for conf, _ in tiers) and any(dip for _, dip in tiers)
+
+
+def test_flat_stretch_shorter_than_two_decades_is_still_start_lr_too_high() -> None:
+    lrs = np.geomspace(1e-3, 10, 100)
+    x = np.log10(lrs)
+    losses = 2.0 + np.exp(3 * (x + 1.8)) + 0.05 * np.random.default_rng(2).standard_normal(100)
+    s = suggest(lrs, losses)
+    assert s.lr is None and "start_lr too high" in s.reason
+
+
+def test_flat_curve_suggestion_gives_a_one_cycle_peak_below_the_edge() -> None:
+    from autolr.plan import make_plan
+
     lrs = np.geomspace(1e-7, 10, 100)
     losses = 2.0 + np.exp(4 * (np.log10(lrs) + 1)) + 0.05 * np.random.default_rng(0).standard_normal(100)
     s = suggest(lrs, losses)
-    assert s.lr is None and "not learning" in s.reason and "diverged" in s.reason
+    plan = make_plan(s, param_group_lrs=[1e-3], optimizer_name="Adam", total_steps=300, schedule="onecycle")
+    divergence = s.evidence["divergence_lr"]
+    assert plan.peak_lr == pytest.approx(math.sqrt(s.lr * divergence / 4))  # about divergence / 9
+    assert s.lr < plan.peak_lr < divergence / 4
 
 
 @pytest.mark.parametrize("points", [100, 30])
