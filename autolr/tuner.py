@@ -32,13 +32,14 @@ import torch
 
 from . import distributed as dist
 from .errors import AutoLRWarning, ConfigurationError, DivergenceError, StateError
+from .lr_scheduler import ScheduleLR
 from .monitor import DivergenceRule, LossStream
 from .param_groups import get_lrs, set_group_value, validate_param_groups
 from .plan import KNOWN_OPTIMIZERS, SCHEDULES, Plan, make_plan
 from .range_test import ComputeLoss, LossFn, lr_find
 from .report import Decision, Reporter, emit_summary, format_summary, safe_report
 from .result import LRFindResult
-from .schedule import Plateau, ScheduleLR, schedule_from_dict
+from .schedule import Plateau, schedule_from_dict
 from .snapshot import Snapshot
 from .suggest import Suggestion
 from .weight_decay import named_params_info, split_param_groups, sweep_weight_decay

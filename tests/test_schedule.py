@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from autolr.errors import ConfigurationError, StateError
+from autolr.lr_scheduler import ScheduleLR, as_lr_scheduler
 from autolr.schedule import (
     Constant,
     CosineDecay,
@@ -23,9 +24,7 @@ from autolr.schedule import (
     LinearWarmup,
     OneCycle,
     Plateau,
-    ScheduleLR,
     StepDecay,
-    as_lr_scheduler,
     schedule_from_dict,
     warmup_cosine,
 )
