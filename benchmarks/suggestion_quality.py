@@ -65,7 +65,7 @@ from benchmarks.tasks import ALL_TASKS, QUICK_TASKS, Task, get_task
 BENCH_VERSION = "1"
 HERE = Path(__file__).resolve().parent
 DEFAULT_CACHE = HERE / ".cache"
-SPLITS = ("tuning", "heldout", "all")
+SPLITS = ("tuning", "heldout", "blind", "all")
 LR_FREE_METHODS = training.LR_FREE
 TEXTBOOK = "textbook"
 
@@ -519,8 +519,7 @@ def _assemble(
 ) -> dict[str, Any]:
     methods = _methods(results)
     split_tasks = {
-        "tuning": [n for n, r in results.items() if r.task.split == "tuning"],
-        "heldout": [n for n, r in results.items() if r.task.split == "heldout"],
+        **{split: [n for n, r in results.items() if r.task.split == split] for split in SPLITS if split != "all"},
         "all": list(results),
     }
     summary: dict[str, dict[str, dict[str, dict[str, float | int]]]] = {}
