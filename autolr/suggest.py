@@ -300,12 +300,15 @@ def suggest(lrs: ArrayLike, losses: ArrayLike, *, method: str = "default") -> Su
     choice = _default_choice(f)
     how = choice[1] if method == "default" and choice else f"{method} rule"
     if f.flat and f.divergence is not None:  # no descent: only the default rule answers, from the stability edge
+        noise = f" (per-step noise {f.sigma / abs(f.start):.0%} of the loss)" if f.start else ""
         parts = [
-            f"no descent: the loss drop is only {max(f.snr, 0):.1f}x its noise, so the model learned nothing "
-            "measurable in this sweep (a plateau it takes longer to leave, an already trained model, or a problem "
-            "in the loss, labels or model)",
+            f"no descent: the loss drop is only {max(f.snr, 0):.1f}x its noise{noise}, so the model learned "
+            "nothing measurable in this sweep: a plateau it takes longer to leave, a descent hidden by noise, an "
+            "already trained model, or a problem in the loss, labels or model",
             f"the only reading is the stability edge: diverged at {10**f.divergence:.1e}",
-            f"chose {lr:.1e} ({how}): a guess, check that training at it makes progress (lower it for fine-tuning)",
+            f"chose {lr:.1e} ({how}): a guess, right for a plateau; if noise hides the descent (small batches) or "
+            "the model is already trained, the best LR is likely far lower: rerun with val_loader= or larger "
+            "batches to tell, and check that training at it makes progress",
         ]
         return Suggestion(lr, method, FLAT_CONFIDENCE, "; ".join(parts), others, evidence)
     if f.descent is None:  # weak: only the default rule answers
