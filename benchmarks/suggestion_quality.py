@@ -41,6 +41,7 @@ import hashlib
 import importlib.util
 import io
 import json
+import logging
 import math
 import multiprocessing
 import os
@@ -742,6 +743,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cache-dir", default=str(DEFAULT_CACHE))
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
     args = parser.parse_args(argv)
+    logging.getLogger("autolr").setLevel(logging.ERROR)  # low-confidence warnings: the tables report them
 
     overrides: dict[str, Any] = {
         "workers": args.workers,
