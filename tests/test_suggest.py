@@ -431,3 +431,31 @@ def test_nan_points_away_from_the_descent_are_ignored(c: Synthetic, data: st.Dat
 @given(curves(max_noise=0.3))
 def test_deterministic(c: Synthetic) -> None:
     assert suggest(c.lrs, c.losses).to_dict() == suggest(c.lrs.copy(), list(c.losses)).to_dict()
+
+
+@st.composite
+def flat_then_blowup(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, float]:
+    """A curve with no descent (noise only) until a blow-up that starts 2.5-7 decades into the sweep."""
+    n = draw(st.integers(40, 200))
+    lrs = np.geomspace(1e-7, 10, n)
+    edge = draw(st.floats(-4.5, 0.5))  # log10 LR where the exponential rise starts
+    noise = draw(st.floats(0.005, 0.2))
+    seed = draw(st.integers(0, 2**16))
+    x = np.log10(lrs)
+    losses = 1.0 + np.exp(np.minimum(5 * (x - edge), 30))
+    return lrs, losses + noise * np.random.default_rng(seed).standard_normal(n), edge
+
+
+@PROPERTY
+@given(flat_then_blowup(), st.floats(1e-3, 1e3), st.floats(-50.0, 50.0))
+def test_flat_tier_is_invariant_and_stays_below_the_edge(curve, scale: float, shift: float) -> None:
+    lrs, losses, edge = curve
+    a, b = suggest(lrs, losses), suggest(lrs, scale * losses + shift)
+    assert (a.lr is None) == (b.lr is None) and a.confidence == pytest.approx(b.confidence, abs=1e-3)
+    if a.lr is None:
+        return
+    assert b.lr == pytest.approx(a.lr, rel=1e-6)
+    assert lrs[0] <= a.lr <= a.evidence["divergence_lr"] / 10
+    if a.confidence == FLAT_CONFIDENCE:
+        assert a.lr == pytest.approx(a.evidence["divergence_lr"] / FLAT_DIVERGENCE_FACTOR)
+        assert a.evidence["divergence_lr"] < 10 ** (edge + 1.5)  # read where the blow-up is, not past it
