@@ -23,7 +23,6 @@ Example:
 from __future__ import annotations
 
 import logging
-import math
 import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -31,16 +30,16 @@ from typing import Any
 import torch
 
 from . import distributed as dist
-from .errors import AutoLRWarning, ConfigurationError, DivergenceError, StateError
+from .errors import AutoLRWarning, ConfigurationError, StateError
+from .guard import DivergenceGuard
 from .lr_scheduler import ScheduleLR
-from .monitor import DivergenceRule, LossStream
+from .monitor import LossStream
 from .param_groups import get_lrs, set_group_value, validate_param_groups
 from .plan import KNOWN_OPTIMIZERS, SCHEDULES, Plan, make_plan
 from .range_test import ComputeLoss, LossFn, lr_find
 from .report import Decision, Reporter, emit_summary, format_summary, safe_report
 from .result import LRFindResult
 from .schedule import Plateau, schedule_from_dict
-from .snapshot import Snapshot
 from .suggest import Suggestion
 from .weight_decay import named_params_info, split_param_groups, sweep_weight_decay
 
@@ -185,11 +184,8 @@ class AutoLR:
         self._group_origin: list[int] = []
         self._handles: list[Any] = []
         self._watcher = LossStream(check_every)
-        self._rule = DivergenceRule(0.9, guard_divergence_factor)
-        self._guard_snapshot: Snapshot | None = None
-        self._guard_step = 0
-        self._retries = 0
-        self._lr_scale = 1.0
+        self._guard = DivergenceGuard(every=guard_every, lr_factor=guard_lr_factor, max_retries=guard_max_retries,
+                                      divergence_factor=guard_divergence_factor)
 
     # -- building and applying the plan ------------------------------------------------------------------
     @staticmethod
@@ -270,7 +266,7 @@ class AutoLR:
         self._group_origin = split_param_groups(
             self.optimizer, self.model, plan.weight_decay, exclude_embeddings=plan.exclude_embeddings
         )
-        bases = [plan.lrs[i] * self._lr_scale for i in self._group_origin]
+        bases = [plan.lrs[i] * self._guard.lr_scale for i in self._group_origin]
         schedule = schedule_from_dict(plan.schedule.to_dict())  # type: ignore[attr-defined]  # fresh state
         self.scheduler = _TunerScheduler(self.optimizer, schedule, base_lrs=bases)
         self.plan = plan
@@ -307,9 +303,9 @@ class AutoLR:
         ready = self._watcher.add(loss, self.step)
         if ready:
             self._check(ready)
-        if self.guard and (self._guard_snapshot is None or self.step - self._guard_step >= self.guard_every):
+        if self.guard and self._guard.due(self.step):
             self._check(self._watcher.flush(self.step))
-            self._take_guard_snapshot()
+            self._guard.take(self.model, self.optimizer, self.scaler, self.scheduler, self.step)
 
     @property
     def _metric_reporters(self) -> list[Reporter]:
@@ -322,45 +318,16 @@ class AutoLR:
         if not self.guard:
             return
         for step, value in values:
-            if self._rule.update(value) is not None:
+            if self._guard.diverged(value):
                 self._intervene(step, value)
                 return
 
-    def _take_guard_snapshot(self) -> None:
-        if self._guard_snapshot is not None:
-            self._guard_snapshot.close()
-        extra = {"scheduler": self.scheduler} if self.scheduler is not None else {}
-        self._guard_snapshot = Snapshot.take(self.model, self.optimizer, scaler=self.scaler, extra=extra, rng=False)
-        self._guard_step = self.step
-
     def _intervene(self, step: int, value: float) -> None:
-        if self._guard_snapshot is None or self.scheduler is None:
-            raise StateError("the divergence guard has no snapshot; call tuner.lr_find() before training")
-        self._retries += 1
-        tried = self._lr_scale
-        if self._retries > self.guard_max_retries:
-            raise DivergenceError(
-                f"training diverged again at step {step} (loss {value:.4g}) after {self.guard_max_retries} "
-                f"guard interventions (restored step {self._guard_step}, LR scaled down to {tried:g} of the plan). "
-                "Lower the learning rate further, check the data for bad batches, or add gradient clipping."
-            )
-        self._guard_snapshot.restore()
-        self.step = self._guard_step
-        self._lr_scale *= self.guard_lr_factor
-        self.scheduler.base_lrs = [b * self.guard_lr_factor for b in self.scheduler.base_lrs]
-        self.scheduler._last_lr = self.scheduler.get_lr()  # type: ignore[assignment]
-        for group, lr in zip(self.optimizer.param_groups, self.scheduler._last_lr):
-            set_group_value(group, "lr", lr)
-        self._take_guard_snapshot()  # the restored state, with the new LR, is the new last good state
+        decision = self._guard.intervene(step=step, value=value, optimizer=self.optimizer, scheduler=self.scheduler)
+        self.step = self._guard.step
+        # the restored state, with the new LR, is the new last good state
+        self._guard.take(self.model, self.optimizer, self.scaler, self.scheduler, self.step)
         self._watcher = LossStream(self._watcher.size)
-        self._rule = DivergenceRule(0.9, self.guard_divergence_factor)
-        decision = Decision(
-            "guard", self._lr_scale,
-            f"loss diverged at step {step} ({value:.4g}); restored the state of step {self._guard_step} "
-            f"and multiplied the learning rate by {self.guard_lr_factor:g} (now {self._lr_scale:g} of the plan)",
-            evidence={"step": step, "loss": value if math.isfinite(value) else str(value), "retry": self._retries},
-            step=step,
-        )
         logger.warning("autolr guard: %s", decision.reason)
         self._report([decision])
 
@@ -408,9 +375,7 @@ class AutoLR:
         self._handles.clear()
         if self.scheduler is not None:
             self.scheduler.manual = True  # a manual step() works normally again
-        if self._guard_snapshot is not None:
-            self._guard_snapshot.close()
-            self._guard_snapshot = None
+        self._guard.close()
 
     # -- checkpointing ---------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -422,8 +387,8 @@ class AutoLR:
             "group_origin": list(self._group_origin),
             "step": self.step,
             "epoch": self.epoch,
-            "retries": self._retries,
-            "lr_scale": self._lr_scale,
+            "retries": self._guard.retries,
+            "lr_scale": self._guard.lr_scale,
             "result": self.result.to_dict() if self.result is not None else None,
         }
 
@@ -436,7 +401,7 @@ class AutoLR:
         if state.get("version") != _STATE_VERSION:
             raise StateError(f"unknown AutoLR state version {state.get('version')!r}; expected {_STATE_VERSION}")
         self.step, self.epoch = int(state["step"]), int(state["epoch"])
-        self._retries, self._lr_scale = int(state["retries"]), float(state["lr_scale"])
+        self._guard.retries, self._guard.lr_scale = int(state["retries"]), float(state["lr_scale"])
         if state.get("result") is not None:
             self.result = LRFindResult.from_dict(state["result"])
         if state.get("plan") is None:

@@ -406,6 +406,6 @@ def test_guard_resumed_run_snapshots_after_the_optimizer_is_loaded() -> None:
     tuner = AutoLR(model, opt, schedule="constant", weight_decay=None, guard=True, progress=False)
     tuner.apply_plan(make_plan(Suggestion(0.01, "manual", 1.0, "ok"), param_group_lrs=[0.01],
                                optimizer_name="SGD", total_steps=100, schedule="constant", weight_decay=None))
-    assert tuner._guard_snapshot is None  # taken at the first observed step, not before a resume's loads
+    assert tuner._guard.snapshot is None  # taken at the first observed step, not before a resume's loads
     _regression_loop(model, opt, tuner, 1)
-    assert tuner._guard_snapshot is not None and tuner._guard_step == 1
+    assert tuner._guard.snapshot is not None and tuner._guard.step == 1
