@@ -409,3 +409,23 @@ def test_guard_resumed_run_snapshots_after_the_optimizer_is_loaded() -> None:
     assert tuner._guard.snapshot is None  # taken at the first observed step, not before a resume's loads
     _regression_loop(model, opt, tuner, 1)
     assert tuner._guard.snapshot is not None and tuner._guard.step == 1
+
+
+def test_flat_curve_plan_carries_the_guess_and_says_so() -> None:
+    # targets independent of the inputs: the range test sees no descent, only where SGD blows up
+    from autolr.suggest import FLAT_CONFIDENCE
+
+    model = nn.Linear(10, 1)
+    nn.init.zeros_(model.weight)
+    nn.init.zeros_(model.bias)
+    g = torch.Generator().manual_seed(1)
+    batches = [(torch.randn(64, 10, generator=g), torch.randn(64, 1, generator=g)) for _ in range(100)]
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    tuner = AutoLR(model, opt, schedule="onecycle", weight_decay=None, progress=False)
+    plan = tuner.lr_find(batches, nn.functional.mse_loss, total_steps=200)
+    s = tuner.result.suggestion
+    assert s.confidence == FLAT_CONFIDENCE
+    divergence = s.evidence["divergence_lr"]
+    assert plan.peak_lr == pytest.approx(math.sqrt(s.lr * divergence / 4))  # the plan reads the edge
+    lr_decision = next(d for d in plan.decisions if d.name == "lr")
+    assert "no descent" in lr_decision.reason and "confidence 0.05" in lr_decision.reason
