@@ -307,8 +307,8 @@ def suggest(lrs: ArrayLike, losses: ArrayLike, *, method: str = "default") -> Su
             "already trained model, or a problem in the loss, labels or model",
             f"the only reading is the stability edge: diverged at {10**f.divergence:.1e}",
             f"chose {lr:.1e} ({how}): a guess, right for a plateau; if noise hides the descent (small batches) or "
-            "the model is already trained, the best LR is likely far lower: rerun with val_loader= or larger "
-            "batches to tell, and check that training at it makes progress",
+            "the model is already trained, the best LR is likely far lower: check that training at it makes "
+            "progress",
         ]
         return Suggestion(lr, method, FLAT_CONFIDENCE, "; ".join(parts), others, evidence)
     if f.descent is None:  # weak: only the default rule answers

@@ -5,7 +5,8 @@ Prints, for a task of the regret benchmark (default ``adding_lstm_adam``):
 1. the training loss in blocks of 25 steps at a few constant LRs (each seed), to show when the model leaves
    its plateau (for the adding problem: predicting the mean, loss ~1);
 2. what ``autolr.lr_find`` reads from sweeps of 100 and 300 steps (drop / noise, divergence LR, suggestion
-   and confidence) on the same seeds and batch stream.
+   and confidence) on the same seeds and batch stream, and from a 100-step sweep in validation mode (the loss
+   of 8 fixed batches after every step: no batch-to-batch noise).
 
 A sweep spends a few steps at each LR, so a model that needs 150 steps at a good LR before it learns
 anything shows a flat curve however long the sweep is; the divergence LR is the only fact it carries.
@@ -14,6 +15,7 @@ Usage::
 
     python benchmarks/plateau_probe.py                       # about 30 s on one core
     python benchmarks/plateau_probe.py --lrs 0.01 0.05 --seeds 0
+    python benchmarks/plateau_probe.py --task diabetes_tinybatch_sgdm --lrs 0.01 0.1
 """
 
 from __future__ import annotations
@@ -47,26 +49,32 @@ def loss_blocks(task_name: str, seed: int, lr: float, steps: int | None = None) 
         loss = inst.loss_fn(inst.model(x), y)
         loss.backward()
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     return [float(np.mean(losses[i : i + BLOCK])) for i in range(0, len(losses), BLOCK)]
 
 
-def sweep(task_name: str, seed: int, num_steps: int) -> str:
-    """One line: what ``autolr.lr_find`` reads from a ``num_steps`` sweep (1e-7 -> 10)."""
+def sweep(task_name: str, seed: int, num_steps: int, val_batches: int = 0) -> str:
+    """One line: what ``autolr.lr_find`` reads from a ``num_steps`` sweep (1e-7 -> 10); with ``val_batches``,
+    in validation mode on that many fixed batches of another seed's stream (no batch-to-batch noise)."""
     import autolr
 
     task = get_task(task_name)
     inst = task.make(seed, num_batches=num_steps)
     optimizer = inst.optimizer_factory(inst.model.parameters(), task.textbook_lr)
+    extra = {}
+    if val_batches:
+        extra = {"val_loader": task.make(seed + 100, num_batches=val_batches).batches, "val_batches": val_batches}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         s = autolr.lr_find(inst.model, optimizer, inst.batches, loss_fn=inst.loss_fn, num_steps=num_steps,
-                           progress=False).suggestion
+                           progress=False, **extra).suggestion
     ev = s.evidence
     divergence = f"{ev['divergence_lr']:.2g}" if "divergence_lr" in ev else "none"
+    minimum = f", minimum {ev['min_loss_lr']:.2g}" if "min_loss_lr" in ev else ""
     lr = "None" if s.lr is None else f"{s.lr:.3g}"
-    return (f"seed {seed}, {num_steps} steps: drop {ev.get('snr', float('nan')):.1f}x noise, divergence {divergence}, "
-            f"suggestion {lr} (confidence {s.confidence:.2f})")
+    kind = f", validation mode ({val_batches} batches)" if val_batches else ""
+    return (f"seed {seed}, {num_steps} steps{kind}: drop {ev.get('snr', float('nan')):.1f}x noise{minimum}, "
+            f"divergence {divergence}, suggestion {lr} (confidence {s.confidence:.2f})")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -76,6 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--steps", type=int, default=None, help="training steps (default: the task's budget)")
     parser.add_argument("--sweeps", type=int, nargs="+", default=[100, 300], help="range-test lengths")
+    parser.add_argument("--val-batches", type=int, default=8, help="also sweep in validation mode (0: don't)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     logging.getLogger("autolr").setLevel(logging.ERROR)  # the low-confidence warnings: the lines below say it
@@ -88,6 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for seed in args.seeds:
         for n in args.sweeps:
             print(sweep(args.task, seed, n))
+        if args.val_batches:
+            print(sweep(args.task, seed, args.sweeps[0], args.val_batches))
     return 0
 
 

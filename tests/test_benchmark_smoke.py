@@ -77,10 +77,11 @@ def test_regret_and_clipping() -> None:
 
 def test_plateau_probe_prints_loss_blocks_and_sweep_readings(capsys: pytest.CaptureFixture[str]) -> None:
     probe = pytest.importorskip("benchmarks.plateau_probe")
-    argv = ["--lrs", "0.05", "--seeds", "0", "--steps", "50", "--sweeps", "40"]
+    argv = ["--lrs", "0.05", "--seeds", "0", "--steps", "50", "--sweeps", "40", "--val-batches", "2"]
     assert probe.main(argv) == 0
     out = capsys.readouterr().out
     blocks = next(line for line in out.splitlines() if line.startswith("seed 0, lr 0.05:"))
     values = [float(v) for v in blocks.split(":")[1].split()]
     assert len(values) == 2 and all(0.5 < v < 2.0 for v in values)  # 50 steps: still on the plateau (loss ~1)
     assert "seed 0, 40 steps: drop" in out and "suggestion" in out
+    assert "seed 0, 40 steps, validation mode (2 batches): drop" in out
