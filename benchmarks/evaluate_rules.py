@@ -138,7 +138,7 @@ def report(scores: dict[str, dict[str, Any]], tasks: dict[str, dict[str, Any]]) 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
-    parser.add_argument("--split", choices=("tuning", "heldout", "blind", "all"), default="tuning")
+    parser.add_argument("--split", choices=("tuning", "heldout", "blind", "blind2", "all"), default="tuning")
     args = parser.parse_args(argv)
     tasks = load(args.results, args.split)
     print(report(evaluate(autolr_rule, tasks), tasks))

@@ -66,7 +66,7 @@ from benchmarks.tasks import ALL_TASKS, QUICK_TASKS, Task, get_task
 BENCH_VERSION = "1"
 HERE = Path(__file__).resolve().parent
 DEFAULT_CACHE = HERE / ".cache"
-SPLITS = ("tuning", "heldout", "blind", "all")
+SPLITS = ("tuning", "heldout", "blind", "blind2", "all")
 LR_FREE_METHODS = training.LR_FREE
 TEXTBOOK = "textbook"
 
