@@ -114,7 +114,8 @@ def summary(scores: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
 
 def load(path: Path, split: str) -> dict[str, dict[str, Any]]:
     data = json.loads(Path(path).read_text())
-    return {n: t for n, t in data["tasks"].items() if split == "all" or t["split"] == split}
+    keep = {"all": lambda s: True, "untuned": lambda s: s != "tuning"}.get(split, lambda s: s == split)
+    return {n: t for n, t in data["tasks"].items() if keep(t["split"])}
 
 
 def report(scores: dict[str, dict[str, Any]], tasks: dict[str, dict[str, Any]]) -> str:
@@ -138,7 +139,7 @@ def report(scores: dict[str, dict[str, Any]], tasks: dict[str, dict[str, Any]]) 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
-    parser.add_argument("--split", choices=("tuning", "heldout", "blind", "blind2", "all"), default="tuning")
+    parser.add_argument("--split", choices=("tuning", "heldout", "blind", "blind2", "untuned", "all"), default="tuning")
     args = parser.parse_args(argv)
     tasks = load(args.results, args.split)
     print(report(evaluate(autolr_rule, tasks), tasks))

@@ -66,7 +66,9 @@ from benchmarks.tasks import ALL_TASKS, QUICK_TASKS, Task, get_task
 BENCH_VERSION = "1"
 HERE = Path(__file__).resolve().parent
 DEFAULT_CACHE = HERE / ".cache"
-SPLITS = ("tuning", "heldout", "blind", "blind2", "all")
+SPLITS = ("tuning", "heldout", "blind", "blind2", "untuned", "all")
+#: Aggregate splits: "untuned" is every task outside the tuning half (held-out and both blind sets).
+AGGREGATES = ("untuned", "all")
 LR_FREE_METHODS = training.LR_FREE
 TEXTBOOK = "textbook"
 
@@ -520,7 +522,8 @@ def _assemble(
 ) -> dict[str, Any]:
     methods = _methods(results)
     split_tasks = {
-        **{split: [n for n, r in results.items() if r.task.split == split] for split in SPLITS if split != "all"},
+        **{s: [n for n, r in results.items() if r.task.split == s] for s in SPLITS if s not in AGGREGATES},
+        "untuned": [n for n, r in results.items() if r.task.split != "tuning"],
         "all": list(results),
     }
     summary: dict[str, dict[str, dict[str, dict[str, float | int]]]] = {}
@@ -573,7 +576,7 @@ def _assemble(
         "config": {**asdict(config), "tasks": list(config.tasks), "seeds": list(config.seeds)},
         "range_test": impl,
         "methods": methods,
-        "splits": {k: v for k, v in split_tasks.items() if k != "all"},
+        "splits": {k: v for k, v in split_tasks.items() if k != "all"},  # "untuned" included
         "tasks": tasks_json,
         "summary": summary,
         "cost": cost,

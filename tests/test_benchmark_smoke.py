@@ -50,7 +50,7 @@ def test_one_task_one_method_end_to_end(tmp_path: Path, capsys: pytest.CaptureFi
         assert oracle["best_loss"] <= task["untrained_loss"]
         regret = task["scores"][protocol]["autolr:default"]["regret"]
         assert 0.0 <= regret <= 1.0
-        for split in ("tuning", "heldout", "blind", "blind2", "all"):
+        for split in ("tuning", "heldout", "blind", "blind2", "untuned", "all"):
             assert set(result["summary"][split][protocol]) == {"autolr:default"}
         summary = result["summary"]["all"][protocol]["autolr:default"]
         assert summary["worst"] == pytest.approx(regret)
