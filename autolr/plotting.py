@@ -55,8 +55,24 @@ def _shorten(text: str, limit: int = _TITLE_REASON_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-def _y_limits(losses: np.ndarray, smoothed: np.ndarray) -> tuple[float, float] | None:
-    """Limits that show the descent and the minimum, ignoring the diverged tail."""
+def _y_limits(
+    lrs: np.ndarray, losses: np.ndarray, smoothed: np.ndarray, divergence_lr: float | None
+) -> tuple[float, float] | None:
+    """Limits that show the descent and the minimum, ignoring the diverged tail.
+
+    With a divergence LR from the analysis: the 2nd-98th percentile of the raw losses before it (and the
+    smoothed curve there), so a flat, noisy curve shows its noise band rather than a sliver. Otherwise: the
+    smoothed curve up to its minimum and the raw losses there.
+    """
+    if divergence_lr is not None:
+        keep = (lrs < divergence_lr) & np.isfinite(losses)
+        if keep.sum() >= 5:
+            low, high = (float(v) for v in np.percentile(losses[keep], [2, 98]))
+            inside = smoothed[keep & np.isfinite(smoothed)]
+            if inside.size:
+                low, high = min(low, float(inside.min())), max(high, float(inside.max()))
+            span = high - low if high > low else abs(high) * 0.1 or 1.0
+            return low - 0.1 * span, high + 0.15 * span
     finite = np.isfinite(smoothed)
     if not finite.any():
         return None
@@ -117,7 +133,9 @@ def plot_curve(result: LRFindResult, ax: Any = None, *, show_alternatives: bool 
     if len(curve):
         ax.plot(lrs, losses, color="tab:blue", alpha=0.3, linewidth=1, label="loss")
         ax.plot(lrs, smoothed, color="tab:blue", linewidth=2, label=f"smoothed (EMA {curve.smoothing:g})")
-        limits = _y_limits(losses, smoothed)
+        divergence = s.evidence.get("divergence_lr")
+        divergence = float(divergence) if isinstance(divergence, (int, float)) and divergence > 0 else None
+        limits = _y_limits(lrs, losses, smoothed, divergence)
         if limits is not None:
             ax.set_ylim(*limits)
         stop_y = float(smoothed[-1]) if math.isfinite(smoothed[-1]) else math.inf
@@ -142,7 +160,8 @@ def plot_curve(result: LRFindResult, ax: Any = None, *, show_alternatives: bool 
             ax.annotate(
                 format_lr(s.lr), (s.lr, y), xytext=(6, 6), textcoords="offset points", color="tab:orange"
             )
-        ax.set_title(f"LR range test: {format_lr(s.lr)} suggested (stopped: {curve.stop_reason})")
+        guess = f", confidence {s.confidence:.2f}" if s.confidence < 0.2 else ""
+        ax.set_title(f"LR range test: {format_lr(s.lr)} suggested{guess} (stopped: {curve.stop_reason})")
     else:
         ax.set_title(f"LR range test: no suggestion ({_shorten(s.reason)})", fontsize="medium")
     ax.legend(loc="best", fontsize="small")

@@ -128,6 +128,26 @@ def test_plot_curve_log_axis_suggestion_line_and_limits():
     assert "3.20e-03" in ax.get_title()
 
 
+def test_plot_curve_of_a_flat_noisy_curve_shows_its_noise_band_and_the_low_confidence():
+    pytest.importorskip("matplotlib")
+    from autolr.plotting import new_figure, plot_curve
+    from autolr.suggest import suggest
+
+    lrs = np.geomspace(1e-7, 10, 100)
+    rng = np.random.default_rng(3)
+    losses = 1.0 + np.exp(np.minimum(4 * (np.log10(lrs) - 0.3), 30)) + 0.2 * rng.standard_normal(100)
+    s = suggest(lrs, losses)
+    assert s.confidence == 0.05  # the flat-curve tier
+    cut = lrs < s.evidence["divergence_lr"]
+    result = LRFindResult(Curve(lrs[cut], losses[cut], stop_reason="diverged", num_steps=100), s)
+    ax = plot_curve(result, ax=new_figure().add_subplot())
+    bottom, top = ax.get_ylim()
+    band = np.percentile(losses[cut], [10, 90])
+    assert bottom < band[0] and top > band[1]  # the noise band is visible, not a sliver around the first point
+    assert top < 3.0
+    assert "confidence 0.05" in ax.get_title()
+
+
 def test_plot_curve_without_suggestion_says_why():
     pytest.importorskip("matplotlib")
     from autolr.plotting import new_figure, plot_curve
