@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -99,6 +100,10 @@ class AutoLR:
         guard_lr_factor: LR multiplier applied at each guard intervention.
         guard_max_retries: interventions before giving up with :class:`~autolr.errors.DivergenceError`.
         guard_divergence_factor: the smoothed observed loss above this many times its best is a divergence.
+        min_confidence: apply the suggested LR only when its confidence is at least this; below it the current
+            LRs are kept and the plan says why. ``0.1`` skips the flat-curve guesses (confidence 0.05), which
+            suit a network on a plateau but not fine-tuning an already trained model; ``0.2`` also skips weak
+            suggestions. Default 0: every suggestion is applied (and a low confidence is logged as a warning).
         check_every: observed losses are read back to the host in batches of this size.
         auto_step: step the scheduler automatically after every optimizer step (and at :meth:`end_epoch`).
             ``False`` hands :attr:`scheduler` to you or your framework to step like any torch scheduler.
@@ -125,6 +130,7 @@ class AutoLR:
         guard_lr_factor: float = 0.5,
         guard_max_retries: int = 3,
         guard_divergence_factor: float = 4.0,
+        min_confidence: float = 0.0,
         check_every: int = 16,
         auto_step: bool = True,
         reporters: Sequence[Reporter] = (),
@@ -161,12 +167,15 @@ class AutoLR:
             raise ConfigurationError(f"guard_lr_factor must be in (0, 1), got {guard_lr_factor!r}; e.g. 0.5")
         if not guard_divergence_factor > 1:
             raise ConfigurationError(f"guard_divergence_factor must be > 1, got {guard_divergence_factor!r}")
+        if not (isinstance(min_confidence, (int, float)) and 0 <= min_confidence <= 1):
+            raise ConfigurationError(f"min_confidence must be a number in [0, 1], got {min_confidence!r}; e.g. 0.1")
         self.model, self.optimizer, self.scaler = model, optimizer, scaler
         self.schedule_name, self.weight_decay = schedule, weight_decay
         self.weight_decay_grid = tuple(float(w) for w in weight_decay_grid)
         self.exclude_embeddings, self.step_granularity = exclude_embeddings, step_granularity
         self.warmup_steps = warmup_steps
         self.auto_step = auto_step
+        self.min_confidence = float(min_confidence)
         self.guard, self.guard_every, self.guard_lr_factor = guard, guard_every, guard_lr_factor
         self.guard_max_retries, self.guard_divergence_factor = guard_max_retries, guard_divergence_factor
         self.range_test_defaults = {"progress": progress, **range_test}
@@ -196,6 +205,11 @@ class AutoLR:
         return name
 
     def _make_plan(self, suggestion: Suggestion, total_steps: int | None, weight_decay: Any) -> Plan:
+        if suggestion.lr is not None and suggestion.confidence < self.min_confidence:
+            suggestion = replace(suggestion, lr=None, reason=(
+                f"the suggestion {suggestion.lr:.3g} has confidence {suggestion.confidence:.2f}, under "
+                f"min_confidence {self.min_confidence:g}: {suggestion.reason}"
+            ))
         return make_plan(
             suggestion, param_group_lrs=get_lrs(self.optimizer), optimizer_name=self._optimizer_name,
             total_steps=total_steps, schedule=self.schedule_name, weight_decay=weight_decay,
@@ -427,6 +441,4 @@ def _length(loader: Any) -> int | None:
 
 
 def _replace_decision(plan: Plan, decision: Decision) -> Plan:
-    from dataclasses import replace
-
     return replace(plan, decisions=tuple(decision if d.name == decision.name else d for d in plan.decisions))

@@ -429,3 +429,26 @@ def test_flat_curve_plan_carries_the_guess_and_says_so() -> None:
     assert plan.peak_lr == pytest.approx(math.sqrt(s.lr * divergence / 4))  # the plan reads the edge
     lr_decision = next(d for d in plan.decisions if d.name == "lr")
     assert "no descent" in lr_decision.reason and "confidence 0.05" in lr_decision.reason
+
+
+def test_min_confidence_keeps_the_current_lr_instead_of_a_flat_curve_guess() -> None:
+    model = nn.Linear(10, 1)
+    nn.init.zeros_(model.weight)
+    nn.init.zeros_(model.bias)
+    g = torch.Generator().manual_seed(1)
+    batches = [(torch.randn(64, 10, generator=g), torch.randn(64, 1, generator=g)) for _ in range(100)]
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    tuner = AutoLR(model, opt, schedule="constant", weight_decay=None, min_confidence=0.1, progress=False)
+    plan = tuner.lr_find(batches, nn.functional.mse_loss, total_steps=50)
+    assert tuner.result.suggestion.lr is not None and tuner.result.suggestion.confidence < 0.1  # a flat guess
+    assert plan.lrs == (0.01,) and opt.param_groups[0]["lr"] == 0.01
+    lr_decision = next(d for d in plan.decisions if d.name == "lr")
+    assert "under min_confidence 0.1" in lr_decision.reason and "kept the current lrs" in lr_decision.reason
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.5, "high"])
+def test_min_confidence_must_be_in_unit_interval(value) -> None:
+    model = nn.Linear(2, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ConfigurationError, match="min_confidence"):
+        AutoLR(model, opt, min_confidence=value)
