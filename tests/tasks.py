@@ -44,6 +44,17 @@ class BNDropoutNet(nn.Module):
         return self.body(x)
 
 
+def unlearnable_regression(steps: int = 100) -> tuple[nn.Module, list[tuple[torch.Tensor, torch.Tensor]]]:
+    """A zero-initialised linear model and batches whose targets are independent of the inputs: no LR lowers
+    the loss, and large LRs make SGD blow up. A range test on it gives a flat curve, then divergence."""
+    model = nn.Linear(10, 1)
+    nn.init.zeros_(model.weight)
+    nn.init.zeros_(model.bias)
+    g = torch.Generator().manual_seed(1)
+    data = [(torch.randn(64, 10, generator=g), torch.randn(64, 1, generator=g)) for _ in range(steps)]
+    return model, data
+
+
 def two_group_optimizer(model: BNDropoutNet, lr: float = 0.01) -> torch.optim.Optimizer:
     """SGD with the first layer at lr and the rest at lr/10 (discriminative learning rates)."""
     first = list(model.body[0].parameters())

@@ -420,12 +420,7 @@ def test_a_model_that_learns_nothing_gets_a_flagged_guess_from_the_stability_edg
 
     from autolr.suggest import FLAT_CONFIDENCE, FLAT_DIVERGENCE_FACTOR
 
-    torch.manual_seed(0)
-    model = nn.Linear(10, 1)
-    nn.init.zeros_(model.weight)
-    nn.init.zeros_(model.bias)
-    g = torch.Generator().manual_seed(1)
-    batches = [(torch.randn(64, 10, generator=g), torch.randn(64, 1, generator=g)) for _ in range(100)]
+    model, batches = tasks.unlearnable_regression()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     with caplog.at_level(logging.WARNING, logger="autolr"):
         result = autolr.lr_find(model, optimizer, batches, loss_fn=nn.functional.mse_loss, progress=False)
@@ -441,9 +436,7 @@ def test_a_model_that_learns_nothing_gets_a_flagged_guess_from_the_stability_edg
 def test_no_suggestion_is_warned_about_with_the_reason(caplog) -> None:
     import logging
 
-    model = nn.Linear(10, 1)
-    g = torch.Generator().manual_seed(1)
-    batches = [(torch.randn(64, 10, generator=g), torch.randn(64, 1, generator=g)) for _ in range(60)]
+    model, batches = tasks.unlearnable_regression(60)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     with caplog.at_level(logging.WARNING, logger="autolr"):  # stops below the edge: nothing to read at all
         result = autolr.lr_find(

@@ -415,11 +415,7 @@ def test_flat_curve_plan_carries_the_guess_and_says_so() -> None:
     # targets independent of the inputs: the range test sees no descent, only where SGD blows up
     from autolr.suggest import FLAT_CONFIDENCE
 
-    model = nn.Linear(10, 1)
-    nn.init.zeros_(model.weight)
-    nn.init.zeros_(model.bias)
-    g = torch.Generator().manual_seed(1)
-    batches = [(torch.randn(64, 10, generator=g), torch.randn(64, 1, generator=g)) for _ in range(100)]
+    model, batches = tasks.unlearnable_regression()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     tuner = AutoLR(model, opt, schedule="onecycle", weight_decay=None, progress=False)
     plan = tuner.lr_find(batches, nn.functional.mse_loss, total_steps=200)
@@ -432,11 +428,7 @@ def test_flat_curve_plan_carries_the_guess_and_says_so() -> None:
 
 
 def test_min_confidence_keeps_the_current_lr_instead_of_a_flat_curve_guess() -> None:
-    model = nn.Linear(10, 1)
-    nn.init.zeros_(model.weight)
-    nn.init.zeros_(model.bias)
-    g = torch.Generator().manual_seed(1)
-    batches = [(torch.randn(64, 10, generator=g), torch.randn(64, 1, generator=g)) for _ in range(100)]
+    model, batches = tasks.unlearnable_regression()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     tuner = AutoLR(model, opt, schedule="constant", weight_decay=None, min_confidence=0.1, progress=False)
     plan = tuner.lr_find(batches, nn.functional.mse_loss, total_steps=50)
