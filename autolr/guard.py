@@ -3,9 +3,10 @@ go back to it with a lower learning rate.
 
 Every ``every`` optimizer steps the guard takes a CPU snapshot of the model, optimizer, scaler and scheduler
 (no RNG state: replaying the same batches is not the point). Observed losses feed a smoothed divergence rule;
-when it fires, :meth:`DivergenceGuard.intervene` restores the snapshot, multiplies the scheduler's base LRs by
-``lr_factor`` (so the rest of the schedule keeps its shape, lower), and returns the :class:`Decision` that
-says so. After ``max_retries`` interventions it raises :class:`~autolr.errors.DivergenceError`.
+when it fires, :meth:`DivergenceGuard.intervene` restores the snapshot, rescales the scheduler's base LRs by
+``lr_factor`` (:meth:`~autolr.lr_scheduler.ScheduleLR.rescale`: the rest of the schedule keeps its shape,
+lower), and returns the :class:`Decision` that says so. After ``max_retries`` interventions it raises
+:class:`~autolr.errors.DivergenceError`.
 
 Example:
     >>> import torch
@@ -18,7 +19,7 @@ Example:
     >>> guard.take(model, opt, None, sched, step=0)
     >>> [guard.diverged(v) for v in (1.0, 1.0, 1e6)]
     [False, False, True]
-    >>> decision = guard.intervene(step=3, value=1e6, optimizer=opt, scheduler=sched)
+    >>> decision = guard.intervene(step=3, value=1e6, scheduler=sched)
     >>> opt.param_groups[0]["lr"], guard.lr_scale, decision.name
     (0.05, 0.5, 'guard')
 """
@@ -26,15 +27,17 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from .errors import DivergenceError, StateError
 from .monitor import DivergenceRule
-from .param_groups import set_group_value
 from .report import Decision
 from .snapshot import Snapshot
+
+if TYPE_CHECKING:
+    from .lr_scheduler import ScheduleLR
 
 __all__ = ["DivergenceGuard"]
 
@@ -76,7 +79,7 @@ class DivergenceGuard:
         """Feed one observed loss; True when the smoothed loss has diverged (or the loss is not finite)."""
         return self.rule.update(value) is not None
 
-    def intervene(self, *, step: int, value: float, optimizer: torch.optim.Optimizer, scheduler: Any) -> Decision:
+    def intervene(self, *, step: int, value: float, scheduler: ScheduleLR | None) -> Decision:
         """Restore the last good state and lower the LR; the caller resumes counting from :attr:`step`.
 
         Raises:
@@ -94,10 +97,7 @@ class DivergenceGuard:
             )
         self.snapshot.restore()
         self.lr_scale *= self.lr_factor
-        scheduler.base_lrs = [b * self.lr_factor for b in scheduler.base_lrs]
-        scheduler._last_lr = scheduler.get_lr()
-        for group, lr in zip(optimizer.param_groups, scheduler._last_lr):
-            set_group_value(group, "lr", lr)
+        scheduler.rescale(self.lr_factor)
         self.rule = DivergenceRule(GUARD_SMOOTHING, self.divergence_factor)
         return Decision(
             "guard", self.lr_scale,

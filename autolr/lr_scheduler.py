@@ -62,8 +62,18 @@ class ScheduleLR(torch.optim.lr_scheduler.LRScheduler):
         self._step_count += 1
         self.last_epoch += 1
         self._last_lr = self.get_lr()  # type: ignore[assignment]
+        self.write_lrs()
+
+    def write_lrs(self) -> None:
+        """Write the current lrs (:meth:`get_last_lr`) into the param groups (types kept), e.g. after a restore."""
         for group, lr in zip(self.optimizer.param_groups, self._last_lr, strict=True):
             set_group_value(group, "lr", lr)
+
+    def rescale(self, factor: float) -> None:
+        """Multiply every base lr by ``factor`` at the current position; the rest of the schedule keeps its shape."""
+        self.base_lrs = [b * factor for b in self.base_lrs]
+        self._last_lr = self.get_lr()  # type: ignore[assignment]
+        self.write_lrs()
 
     def state_dict(self) -> dict[str, Any]:
         """Plain keys: ``last_epoch``, ``step_count``, ``base_lrs``, ``last_lrs``, ``schedule``

@@ -35,7 +35,7 @@ from .errors import AutoLRWarning, ConfigurationError, StateError
 from .guard import DivergenceGuard
 from .lr_scheduler import ScheduleLR
 from .monitor import LossStream
-from .param_groups import get_lrs, set_group_value, validate_param_groups
+from .param_groups import get_lrs, validate_param_groups
 from .plan import KNOWN_OPTIMIZERS, SCHEDULES, Plan, make_plan
 from .range_test import ComputeLoss, LossFn, lr_find
 from .report import Decision, Reporter, emit_summary, format_summary, safe_report
@@ -337,7 +337,7 @@ class AutoLR:
                 return
 
     def _intervene(self, step: int, value: float) -> None:
-        decision = self._guard.intervene(step=step, value=value, optimizer=self.optimizer, scheduler=self.scheduler)
+        decision = self._guard.intervene(step=step, value=value, scheduler=self.scheduler)
         self.step = self._guard.step
         # the restored state, with the new LR, is the new last good state
         self._guard.take(self.model, self.optimizer, self.scaler, self.scheduler, self.step)
@@ -429,8 +429,7 @@ class AutoLR:
             )
         assert self.scheduler is not None
         self.scheduler.load_state_dict(state["scheduler"])
-        for group, lr in zip(self.optimizer.param_groups, self.scheduler.get_last_lr()):
-            set_group_value(group, "lr", lr)
+        self.scheduler.write_lrs()
 
 
 def _length(loader: Any) -> int | None:
