@@ -95,8 +95,10 @@ class Features:
         descent: (low, high) log10 LRs where the smoothed loss has made 10% and 90% of its drop (and at least
             2 smoothed noise from either end).
         at_end: the loss was still falling at the last LR (no minimum inside the sweep).
-        flat: no descent (``snr < WEAK_SNR``) but a sustained divergence at least ``FLAT_MIN_DECADES`` after the
-            first LR: the curve's only information is the stability edge (see :func:`default`).
+        flat: a sustained divergence at least ``FLAT_MIN_DECADES`` after the first LR, with no descent before
+            it: ``snr < WEAK_SNR``, a minimum in the first half-window, or a weak dip (``snr < MIN_SNR``) more
+            than ``FLAT_MIN_DECADES`` below the divergence. The curve's only information is the stability edge
+            (see :func:`autolr.suggest.default`).
     """
 
     problem: str | None
@@ -194,9 +196,9 @@ def analyse(lrs: ArrayLike, losses: ArrayLike) -> Features:
     x = x[:end]
     half = w // 2
     problem, descent, at_end = None, None, False
-    # no descent, but a sustained blow-up after a flat stretch of FLAT_MIN_DECADES or more: the stability edge
     excess = (s - s[i_min]) / sigma_s if sigma_s > 0 else np.where(np.arange(end) == i_min, 0.0, np.inf)
     x_min = float(np.average(x, weights=np.exp(-0.5 * np.minimum(excess, 40.0) ** 2)))
+    # a sustained blow-up after a stretch of FLAT_MIN_DECADES or more: the stability edge, readable without a descent
     edge = divergence is not None and sustained and divergence - x[0] >= FLAT_MIN_DECADES
     # no descent either: a minimum in the first half-window, or a weak one far below the blow-up (a noise dip)
     far = divergence is not None and divergence - x_min > FLAT_MIN_DECADES

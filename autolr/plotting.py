@@ -71,8 +71,7 @@ def _y_limits(
             inside = smoothed[keep & np.isfinite(smoothed)]
             if inside.size:
                 low, high = min(low, float(inside.min())), max(high, float(inside.max()))
-            span = high - low if high > low else abs(high) * 0.1 or 1.0
-            return low - 0.1 * span, high + 0.15 * span
+            return _padded(low, high)
     finite = np.isfinite(smoothed)
     if not finite.any():
         return None
@@ -81,6 +80,11 @@ def _y_limits(
     head_raw = losses[: best + 1][np.isfinite(losses[: best + 1])]
     top = float(head_smooth.max())
     bottom = float(min(head_smooth.min(), head_raw.min() if head_raw.size else np.inf))
+    return _padded(bottom, top)
+
+
+def _padded(bottom: float, top: float) -> tuple[float, float]:
+    """``(bottom, top)`` with 10% of the span below and 15% above (10% of ``|top|`` when the span is empty)."""
     span = top - bottom
     if span <= 0 or not math.isfinite(span):
         span = abs(top) * 0.1 or 1.0

@@ -300,7 +300,7 @@ def suggest(lrs: ArrayLike, losses: ArrayLike, *, method: str = "default") -> Su
     choice = _default_choice(f)
     how = choice[1] if method == "default" and choice else f"{method} rule"
     if f.flat and f.divergence is not None:  # no descent: only the default rule answers, from the stability edge
-        noise = f" (per-step noise {f.sigma / abs(f.start):.0%} of the loss)" if f.start else ""
+        noise = f" (per-step noise {evidence['noise']:.0%} of the loss)" if "noise" in evidence else ""
         parts = [
             f"no descent: the loss drop is only {max(f.snr, 0):.1f}x its noise{noise}, so the model learned "
             "nothing measurable in this sweep: a plateau it takes longer to leave, a descent hidden by noise, an "
