@@ -34,6 +34,8 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: make the ``benchmarks`` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.tasks import DECLARED_SPLITS
+
 HERE = Path(__file__).resolve().parent
 DEFAULT_RESULTS = HERE / ".cache" / "results_full.json"
 PROTOCOLS = ("constant", "onecycle")
@@ -139,7 +141,7 @@ def report(scores: dict[str, dict[str, Any]], tasks: dict[str, dict[str, Any]]) 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
-    parser.add_argument("--split", choices=("tuning", "heldout", "blind", "blind2", "untuned", "all"), default="tuning")
+    parser.add_argument("--split", choices=(*DECLARED_SPLITS, "untuned", "all"), default="tuning")
     args = parser.parse_args(argv)
     tasks = load(args.results, args.split)
     print(report(evaluate(autolr_rule, tasks), tasks))

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -34,6 +33,7 @@ if __package__ in (None, ""):  # run as a script: make the ``benchmarks`` packag
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.tasks import get_task
+from benchmarks.training import autolr_range_test
 
 BLOCK = 25
 
@@ -56,25 +56,14 @@ def loss_blocks(task_name: str, seed: int, lr: float, steps: int | None = None) 
 def sweep(task_name: str, seed: int, num_steps: int, val_batches: int = 0) -> str:
     """One line: what ``autolr.lr_find`` reads from a ``num_steps`` sweep (1e-7 -> 10); with ``val_batches``,
     in validation mode on that many fixed batches of another seed's stream (no batch-to-batch noise)."""
-    import autolr
-
-    task = get_task(task_name)
-    inst = task.make(seed, num_batches=num_steps)
-    optimizer = inst.optimizer_factory(inst.model.parameters(), task.textbook_lr)
-    extra = {}
-    if val_batches:
-        extra = {"val_loader": task.make(seed + 100, num_batches=val_batches).batches, "val_batches": val_batches}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        s = autolr.lr_find(inst.model, optimizer, inst.batches, loss_fn=inst.loss_fn, num_steps=num_steps,
-                           progress=False, **extra).suggestion
-    ev = s.evidence
+    s = autolr_range_test(get_task(task_name), seed, num_steps=num_steps, val_batches=val_batches)["suggestion"]
+    ev = s["evidence"]
     divergence = f"{ev['divergence_lr']:.2g}" if "divergence_lr" in ev else "none"
     minimum = f", minimum {ev['min_loss_lr']:.2g}" if "min_loss_lr" in ev else ""
-    lr = "None" if s.lr is None else f"{s.lr:.3g}"
+    lr = "None" if s["lr"] is None else f"{s['lr']:.3g}"
     kind = f", validation mode ({val_batches} batches)" if val_batches else ""
     return (f"seed {seed}, {num_steps} steps{kind}: drop {ev.get('snr', float('nan')):.1f}x noise{minimum}, "
-            f"divergence {divergence}, suggestion {lr} (confidence {s.confidence:.2f})")
+            f"divergence {divergence}, suggestion {lr} (confidence {s['confidence']:.2f})")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

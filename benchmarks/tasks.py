@@ -9,8 +9,10 @@ initialised model, an optimizer factory ``(params, lr) -> Optimizer``, the train
 and an evaluation function (held-out loss). The seed fixes the model's initialisation and the order of the
 training batches; the data split never changes.
 
-The suite is split in two declared halves (:data:`TUNING` and :data:`HELDOUT`). Rules may be tuned while
-looking at the tuning half only; the held-out half is there to show whether that tuning generalises.
+The suite is split in declared sets (:data:`DECLARED_SPLITS`): rules may be tuned while looking at the tuning
+half (:data:`TUNING`) only; the held-out half (:data:`HELDOUT`) shows whether that tuning generalises, and the
+blind sets (:data:`BLIND`, :data:`BLIND2`, :data:`BLIND3`) were each declared before any of their tasks had run,
+with the rule frozen, and scored once.
 
 Example:
     >>> task = get_task("diabetes_mlp_adam")
@@ -35,6 +37,7 @@ from torch import nn
 
 __all__ = [
     "ALL_TASKS",
+    "DECLARED_SPLITS",
     "HELDOUT",
     "QUICK_TASKS",
     "TUNING",
@@ -329,6 +332,18 @@ def tanh_mlp(depth: int = 8, width: int = 64) -> nn.Module:
     return nn.Sequential(*layers, nn.Linear(width, 10))
 
 
+def dropout_mlp() -> nn.Module:
+    """64 -> 256 (ReLU, dropout 0.3) -> 10: dropout makes the training loss noisier than the held-out one."""
+    return nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Dropout(0.3), nn.Linear(256, 10))
+
+
+def layernorm_mlp() -> nn.Module:
+    """10 -> 64 -> 64 -> 1 with LayerNorm and GELU after each hidden layer (regression)."""
+    return nn.Sequential(
+        nn.Linear(10, 64), nn.LayerNorm(64), nn.GELU(), nn.Linear(64, 64), nn.LayerNorm(64), nn.GELU(), nn.Linear(64, 1)
+    )
+
+
 def zero_linear() -> nn.Module:
     """A 20 -> 1 linear model starting at zero (so the untrained loss is the target variance, 1)."""
     layer = nn.Linear(20, 1)
@@ -441,7 +456,7 @@ class Task:
 
     Attributes:
         name: unique identifier.
-        split: ``"tuning"`` or ``"heldout"``.
+        split: one of :data:`DECLARED_SPLITS`.
         description: one line for the report.
         optimizer: one of :data:`OPTIMIZERS`.
         loss: ``"cross_entropy"`` or ``"mse"``.
@@ -768,7 +783,72 @@ BLIND2: tuple[Task, ...] = (
     ),
 )
 
-ALL_TASKS: tuple[Task, ...] = TUNING + HELDOUT + BLIND + BLIND2
+#: A third blind set, declared after blind2 had been scored, with autolr's rule unchanged since it was frozen for
+#: the first blind set (commit 667af8a; only the flat-curve reason's wording and code layout changed since), and
+#: before any of these was run; scored once.
+BLIND3: tuple[Task, ...] = (
+    Task(
+        name="digits_cnn_bn_sgd",
+        split="blind3",
+        description="sklearn digits 8x8, CNN with BatchNorm, plain SGD (no momentum), cross-entropy",
+        optimizer="sgd",
+        steps=150,
+        grid_low=1e-3,
+        grid_high=30.0,
+        model_fn=small_cnn,
+        **_tabular(digits_images, 32, "cross_entropy"),
+    ),
+    Task(
+        name="charlm_lstm_sgd",
+        split="blind3",
+        description="character LSTM (64) LM on stdlib sources (context 32), plain SGD, cross-entropy",
+        optimizer="sgd",
+        steps=120,
+        grid_low=1e-2,
+        grid_high=300.0,
+        model_fn=CharLSTM,
+        **_text(16, 32),
+    ),
+    Task(
+        name="digits_dropout_mlp_adamw",
+        split="blind3",
+        description="sklearn digits, MLP 64-256-10 with dropout 0.3, AdamW (wd 0.01), batch 128, cross-entropy",
+        optimizer="adamw",
+        steps=150,
+        grid_low=1e-5,
+        grid_high=3.0,
+        weight_decay=0.01,
+        model_fn=dropout_mlp,
+        **_tabular(digits_flat, 128, "cross_entropy"),
+    ),
+    Task(
+        name="wine_raw_logreg_adam",
+        split="blind3",
+        description="sklearn wine, raw feature scales, linear softmax (convex, badly conditioned), Adam, CE",
+        optimizer="adam",
+        steps=200,
+        grid_low=1e-4,
+        grid_high=30.0,
+        model_fn=lambda: nn.Linear(13, 3),
+        **_tabular(wine_raw, 16, "cross_entropy"),
+    ),
+    Task(
+        name="diabetes_ln_mlp_adam",
+        split="blind3",
+        description="sklearn diabetes (tiny-scale inputs), MLP 10-64-64-1 with LayerNorm and GELU, Adam, MSE",
+        optimizer="adam",
+        steps=300,
+        grid_low=1e-5,
+        grid_high=3.0,
+        model_fn=layernorm_mlp,
+        **_tabular(diabetes, 32, "mse"),
+    ),
+)
+
+ALL_TASKS: tuple[Task, ...] = TUNING + HELDOUT + BLIND + BLIND2 + BLIND3
+
+#: The declared splits, in the order the report prints them.
+DECLARED_SPLITS: tuple[str, ...] = ("tuning", "heldout", "blind", "blind2", "blind3")
 
 #: The subset ``--quick`` runs: the two fastest tasks of each half.
 QUICK_TASKS: tuple[str, ...] = (

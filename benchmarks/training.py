@@ -211,14 +211,22 @@ def have_autolr_lr_find() -> bool:
 
 
 def autolr_range_test(
-    task: Task, seed: int, *, start_lr: float = 1e-7, end_lr: float = 10.0, num_steps: int = 100
+    task: Task,
+    seed: int,
+    *,
+    start_lr: float = 1e-7,
+    end_lr: float = 10.0,
+    num_steps: int = 100,
+    val_batches: int = 0,
 ) -> dict[str, object]:
     """Run ``autolr.lr_find`` with its defaults on the seed's model and training stream.
 
-    The optimizer starts at the task's textbook LR (``lr_find`` sweeps from ``start_lr`` regardless).
+    The optimizer starts at the task's textbook LR (``lr_find`` sweeps from ``start_lr`` regardless). With
+    ``val_batches``, the sweep runs in validation mode: after every step it reads the loss of that many fixed
+    batches from another seed's stream (``seed + 100``), so the curve carries no batch-to-batch noise.
 
     Returns:
-        ``{"lrs", "losses", "stop_reason", "suggestion": {"lr", "method", "reason", "evidence"}}``.
+        ``{"lrs", "losses", "stop_reason", "suggestion": {"lr", "confidence", "method", "reason", "evidence"}}``.
     """
     import warnings
 
@@ -227,6 +235,9 @@ def autolr_range_test(
     torch.set_num_threads(1)
     inst = task.make(seed, num_batches=num_steps)
     optimizer = inst.optimizer_factory(inst.model.parameters(), task.textbook_lr)
+    validation: dict[str, object] = {}
+    if val_batches:
+        validation = {"val_loader": task.make(seed + 100, num_batches=val_batches).batches, "val_batches": val_batches}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = autolr.lr_find(
@@ -238,6 +249,7 @@ def autolr_range_test(
             end_lr=end_lr,
             num_steps=num_steps,
             progress=False,
+            **validation,
         )
     curve, s = result.curve, result.suggestion
     lr = None if s.lr is None or not math.isfinite(float(s.lr)) or s.lr <= 0 else float(s.lr)
@@ -247,6 +259,7 @@ def autolr_range_test(
         "stop_reason": str(curve.stop_reason),
         "suggestion": {
             "lr": lr,
+            "confidence": float(s.confidence),
             "method": s.method,
             "reason": s.reason,
             "evidence": {k: float(v) for k, v in dict(s.evidence).items()},
