@@ -164,8 +164,10 @@ def plot_curve(result: LRFindResult, ax: Any = None, *, show_alternatives: bool 
             ax.annotate(
                 format_lr(s.lr), (s.lr, y), xytext=(6, 6), textcoords="offset points", color="tab:orange"
             )
-        guess = f", confidence {s.confidence:.2f}" if s.confidence < 0.2 else ""
-        ax.set_title(f"LR range test: {format_lr(s.lr)} suggested{guess} (stopped: {curve.stop_reason})")
+        ax.set_title(
+            f"LR range test: {format_lr(s.lr)} suggested, confidence {s.confidence:.2f} "
+            f"(stopped: {curve.stop_reason})"
+        )
     else:
         ax.set_title(f"LR range test: no suggestion ({_shorten(s.reason)})", fontsize="medium")
     ax.legend(loc="best", fontsize="small")

@@ -502,6 +502,53 @@ def run_benchmark(config: Config) -> dict[str, Any]:
     return _assemble(config, version, impl, results, grids, time.time() - t0)
 
 
+#: Two methods whose regrets on a task differ by at most this much count as tied there.
+TIE = 0.01
+#: Bootstrap resamples (of tasks, with replacement) behind the paired comparison's intervals.
+RESAMPLES = 10_000
+
+
+def paired_comparison(
+    ours: Sequence[float], theirs: Sequence[float], *, resamples: int = RESAMPLES, seed: int = 0
+) -> dict[str, float | int]:
+    """How ``ours`` compares with ``theirs``, task by task (the same tasks in the same order).
+
+    Counts the tasks where ours is lower by more than :data:`TIE` (``wins``), higher by more (``losses``) or
+    neither (``ties``), and bootstraps the tasks (resampled with replacement, paired, ``resamples`` times from
+    a fixed ``seed``, so the result is deterministic) for a 90% interval of the difference of the means and of
+    the medians (ours - theirs: negative is better for ours), and the fraction of resamples in which ours has
+    the lower mean / median (ties count half). With 5 tasks these intervals are wide: they say how much the
+    suite can resolve, not how the methods compare on tasks outside it.
+
+    Example:
+        >>> r = paired_comparison([0.0, 0.1, 0.2], [0.1, 0.3, 0.2])
+        >>> (r["wins"], r["ties"], r["losses"]), round(r["mean_diff"], 3)
+        ((2, 1, 0), -0.1)
+    """
+    a, b = np.asarray(ours, float), np.asarray(theirs, float)
+    if a.shape != b.shape or a.ndim != 1 or a.size == 0:
+        raise ValueError(f"need two equally long, non-empty sequences of regrets, got {a.shape} and {b.shape}")
+    d = a - b
+    idx = np.random.default_rng(seed).integers(0, a.size, size=(resamples, a.size))
+    mean_diff = a[idx].mean(1) - b[idx].mean(1)
+    median_diff = np.median(a[idx], 1) - np.median(b[idx], 1)
+
+    def lower(diff: np.ndarray) -> float:
+        return float(np.mean(diff < 0) + 0.5 * np.mean(diff == 0))
+
+    return {
+        "wins": int(np.sum(d < -TIE)),
+        "ties": int(np.sum(np.abs(d) <= TIE)),
+        "losses": int(np.sum(d > TIE)),
+        "mean_diff": float(d.mean()),
+        "mean_diff_90": [float(v) for v in np.quantile(mean_diff, [0.05, 0.95])],
+        "median_diff": float(np.median(a) - np.median(b)),
+        "median_diff_90": [float(v) for v in np.quantile(median_diff, [0.05, 0.95])],
+        "p_lower_mean": lower(mean_diff),
+        "p_lower_median": lower(median_diff),
+    }
+
+
 def _methods(results: dict[str, TaskResult]) -> list[str]:
     first = next(iter(results.values()))
     names = list(first.scores[training.PROTOCOLS[0]])
@@ -541,6 +588,19 @@ def _assemble(
                     "fallbacks": int(fallbacks),
                     "n_tasks": len(values),
                 }
+    comparison: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
+    if "autolr:default" in methods:
+        for split, names in split_tasks.items():
+            if not names:
+                continue
+            comparison[split] = {}
+            for protocol in training.PROTOCOLS:
+                ours = [results[n].scores[protocol]["autolr:default"]["regret"] for n in names]
+                comparison[split][protocol] = {
+                    m: paired_comparison(ours, [results[n].scores[protocol][m]["regret"] for n in names])
+                    for m in methods
+                    if m != "autolr:default"
+                }
     cost: dict[str, dict[str, float]] = {}
     for split, names in split_tasks.items():
         rt = sum(c["points"] for n in names for c in results[n].curves)
@@ -579,6 +639,7 @@ def _assemble(
         "splits": {k: v for k, v in split_tasks.items() if k != "all"},  # "untuned" included
         "tasks": tasks_json,
         "summary": summary,
+        "comparison": comparison,
         "cost": cost,
         "wall_time_s": wall,
     }
@@ -640,6 +701,7 @@ def format_tables(out: dict[str, Any]) -> str:
             f"{c['grid_steps_per_protocol']} steps "
             f"per protocol ({100 * c['range_test_fraction_of_one_training_run']:.0f}% of one training run)."
         )
+        lines += format_comparison(out.get("comparison", {}).get(split))
 
     # Per task
     lines += ["", "## per task (regret constant / one-cycle)", ""]
@@ -692,6 +754,34 @@ def format_tables(out: dict[str, Any]) -> str:
     if not any_bad:
         lines.append("none")
     return "\n".join(lines)
+
+
+def format_comparison(comparison: dict[str, dict[str, dict[str, Any]]] | None) -> list[str]:
+    """Markdown lines: autolr:default against every other method, paired by task (see
+    :func:`paired_comparison`); nothing when there is no comparison."""
+    if not comparison or not comparison[training.PROTOCOLS[0]]:
+        return []
+
+    def cell(r: dict[str, Any], key: str) -> str:
+        low, high = r[f"{key}_diff_90"]
+        return f"{r[f'{key}_diff']:+.3f} [{low:+.3f}, {high:+.3f}] ({r[f'p_lower_{key}']:.0%})"
+
+    lines = [
+        "",
+        f"autolr:default paired with each method by task: wins/ties/losses (regret lower / within {TIE} / "
+        "higher), then the difference of means and of medians (autolr - method; negative favours autolr) with "
+        "a 90% bootstrap interval over tasks and the share of resamples where autolr's is lower.",
+        "",
+        "| vs | const W/T/L | const Δmean | const Δmedian | 1cycle W/T/L | 1cycle Δmean | 1cycle Δmedian |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for method in comparison[training.PROTOCOLS[0]]:
+        row = [method]
+        for protocol in training.PROTOCOLS:
+            r = comparison[protocol][method]
+            row += [f"{r['wins']}/{r['ties']}/{r['losses']}", cell(r, "mean"), cell(r, "median")]
+        lines.append("| " + " | ".join(row) + " |")
+    return lines
 
 
 def describe_curve(curve: dict[str, Any]) -> str:

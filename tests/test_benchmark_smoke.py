@@ -11,6 +11,7 @@ import math
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,7 +27,7 @@ ARGS = [
     "--seeds", "0",
     "--points-per-decade", "1",
     "--grid", "1e-5", "1e-3",
-    "--methods", "autolr:default",
+    "--methods", "autolr:default", "textbook",
 ]  # fmt: skip
 
 
@@ -41,7 +42,7 @@ def test_one_task_one_method_end_to_end(tmp_path: Path, capsys: pytest.CaptureFi
 
     assert {"benchmark", "code_version", "config", "range_test", "methods", "splits", "tasks", "summary",
             "cost"} <= set(result)  # fmt: skip
-    assert result["methods"] == ["autolr:default"]
+    assert result["methods"] == ["autolr:default", "textbook"]
     task = result["tasks"][TASK]
     assert {"split", "untrained_loss", "oracle", "curves", "suggestions", "scores"} <= set(task)
     for protocol in ("constant", "onecycle"):
@@ -52,11 +53,18 @@ def test_one_task_one_method_end_to_end(tmp_path: Path, capsys: pytest.CaptureFi
         regret = task["scores"][protocol]["autolr:default"]["regret"]
         assert 0.0 <= regret <= 1.0
         for split in (*DECLARED_SPLITS, "untuned", "all"):
-            assert set(result["summary"][split][protocol]) == {"autolr:default"}
+            assert set(result["summary"][split][protocol]) == {"autolr:default", "textbook"}
         summary = result["summary"]["all"][protocol]["autolr:default"]
         assert summary["worst"] == pytest.approx(regret)
+        # the paired comparison reads the same per-task regrets (one task: the difference is the difference)
+        versus = result["comparison"]["all"][protocol]["textbook"]
+        textbook = task["scores"][protocol]["textbook"]["regret"]
+        assert versus["mean_diff"] == pytest.approx(regret - textbook)
+        assert versus["wins"] + versus["ties"] + versus["losses"] == 1
+        assert versus["mean_diff_90"] == pytest.approx([regret - textbook] * 2)
     assert result["cost"]["all"]["range_test_steps_per_test"] > 0
     assert "| autolr:default |" in table
+    assert "autolr:default paired with each method by task" in table and "| textbook | " in table
 
     # Everything but the range test now comes from the cache, and the table is identical.
     again, table_again = _run(tmp_path, capsys, "second")
@@ -74,6 +82,22 @@ def test_regret_and_clipping() -> None:
     assert suggestion_quality.clipped(3.0, 2.0) == 2.0
     assert suggestion_quality.log_grid(1e-3, 1e-1, 3)[0] == "1.0000e-03"
     assert len(suggestion_quality.log_grid(1e-3, 1e-1, 3)) == 7
+
+
+def test_paired_comparison_counts_and_bootstraps_by_task() -> None:
+    ours, theirs = [0.0, 0.1, 0.2, 0.5, 0.30], [0.2, 0.1, 0.205, 0.1, 0.6]
+    r = suggestion_quality.paired_comparison(ours, theirs)
+    assert (r["wins"], r["ties"], r["losses"]) == (2, 2, 1)
+    assert r["mean_diff"] == pytest.approx(np.mean(ours) - np.mean(theirs))
+    assert r["median_diff"] == pytest.approx(np.median(ours) - np.median(theirs))
+    low, high = r["mean_diff_90"]
+    assert low < r["mean_diff"] < high  # five different differences: the interval has width
+    assert 0.0 < r["p_lower_mean"] < 1.0
+    assert suggestion_quality.paired_comparison(ours, theirs) == r  # seeded: deterministic
+    clear = suggestion_quality.paired_comparison([0.0] * 5, [0.5] * 5)
+    assert clear["p_lower_mean"] == 1.0 and clear["mean_diff_90"] == pytest.approx([-0.5, -0.5])
+    with pytest.raises(ValueError, match="equally long"):
+        suggestion_quality.paired_comparison([0.1, 0.2], [0.1])
 
 
 def test_plateau_probe_prints_loss_blocks_and_sweep_readings(capsys: pytest.CaptureFixture[str]) -> None:

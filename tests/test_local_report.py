@@ -125,7 +125,7 @@ def test_plot_curve_log_axis_suggestion_line_and_limits():
     assert any("stop: diverged" in line.get_label() for line in ax.get_lines())
     bottom, top = ax.get_ylim()
     assert top < 3.0 and bottom < 1.05  # the diverged tail (3, 8, 40) is cut off, the minimum is visible
-    assert "3.20e-03" in ax.get_title()
+    assert "3.20e-03 suggested, confidence" in ax.get_title()
 
 
 def test_plot_curve_of_a_flat_noisy_curve_shows_its_noise_band_and_the_low_confidence():
