@@ -5,11 +5,13 @@ Every rule reads the same :class:`~autolr.features.Features`, computed once by :
 divergence: see :mod:`autolr.features`); the x axis is always log10 LR.
 
 The :func:`default` rule: ``min(min_loss_lr / 2, divergence_lr / 10)`` (``MIN_LOSS_FACTOR``,
-``DIVERGENCE_FACTOR``; without divergence, ``min_loss_lr / 2``), never below the start of the descent (10% of
-the drop made). On a benchmark of small tasks the constant-LR optimum sits near half the min-loss LR, and one
-decade below the divergence LR keeps the pick clear of instability on curves whose minimum lies close to the
-blow-up. When the loss is still falling at the last LR (no minimum inside the sweep), the centre of the
-steepest part of the descent instead (the minimum would only echo end_lr).
+``DIVERGENCE_FACTOR``; without divergence, ``min_loss_lr / 2``). On a benchmark of small tasks the constant-LR
+optimum sits near half the min-loss LR, and one decade below the divergence LR keeps the pick clear of
+instability on curves whose minimum lies close to the blow-up. The pick may lie below the start of the descent:
+the divergence LR is a hard limit, while the descent starts where the *sweep* (about a dozen steps per decade)
+shows progress, and a slow optimizer (plain SGD) makes progress below that LR in a run of hundreds of steps.
+When the loss is still falling at the last LR (no minimum inside the sweep), the centre of the steepest part of
+the descent instead (the minimum would only echo end_lr).
 
 No LR (``lr=None``) is suggested when there are fewer than ``MIN_POINTS`` finite losses, when the loss rises
 within the first half-window and diverges within ``FLAT_MIN_DECADES`` of the first LR (start_lr too high), or
@@ -199,8 +201,6 @@ def _default_choice(f: Features) -> tuple[float, str] | None:
             x_pick, how = min(max(x_pick, low), high), how + ", moved inside the descent"
         return float(10**x_pick), how
     x_pick, how = _below_minimum(f)
-    if x_pick < low:
-        x_pick, how = low, how + ", raised to the start of the descent"
     return float(10**x_pick), how
 
 
@@ -214,11 +214,11 @@ def _below_minimum(f: Features) -> tuple[float, str]:
 
 
 def default(f: Features) -> float | None:
-    """Robust default: ``min(min_loss_lr / 2, divergence_lr / 10)``, never below the start of the descent (where
-    10% of the drop is made). When the loss is still falling at the last LR, the centre of the steepest part of
-    the descent instead (the slope-weighted mean position of the descent's grid points whose slope is at least
-    half the steepest; on a broad descent the slope peak is flat and its argmin jumps with noise), clamped to the
-    descent. On a weak curve (:func:`is_weak`) the same rule, never below the first LR.
+    """Robust default: ``min(min_loss_lr / 2, divergence_lr / 10)``. When the loss is still falling at the last
+    LR, the centre of the steepest part of the descent instead (the slope-weighted mean position of the descent's
+    grid points whose slope is at least half the steepest; on a broad descent the slope peak is flat and its
+    argmin jumps with noise), clamped to the descent. On a weak curve (:func:`is_weak`) the same rule, never
+    below the first LR.
     """
     choice = _default_choice(f)
     return None if choice is None else choice[0]

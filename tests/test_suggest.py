@@ -143,14 +143,17 @@ def test_evidence_is_complete_and_consistent_on_a_good_curve() -> None:
 
 
 @pytest.mark.parametrize("params", VARIETY, ids=[str(i) for i in range(len(VARIETY))])
-def test_default_lands_between_the_descent_and_the_minimum(params: dict) -> None:
+def test_default_lands_below_the_minimum_and_a_decade_below_the_blow_up(params: dict) -> None:
     c = synthetic(**params)
     s = suggest(c.lrs, c.losses)
     assert s.lr is not None, s.reason
     ev = s.evidence
-    assert 10**c.low / 2 <= s.lr <= c.true_min_lr
-    assert ev["descent_low_lr"] <= s.lr <= ev["min_loss_lr"]
-    assert s.lr <= ev.get("divergence_lr", math.inf) / 10 * (1 + 1e-9) or s.lr == pytest.approx(ev["descent_low_lr"])
+    cap = ev.get("divergence_lr", math.inf) / 10
+    assert s.lr == pytest.approx(min(ev["min_loss_lr"] / 2, cap), rel=1e-9)
+    assert s.lr <= c.true_min_lr
+    # inside the descent, unless the descent starts less than a decade below the blow-up (then at the cap)
+    assert ev["descent_low_lr"] <= s.lr or (cap < ev["descent_low_lr"] and s.lr == pytest.approx(cap, rel=1e-9))
+    assert 10**c.low / 2 <= s.lr or cap < 10**c.low
     assert "chose" in s.reason and f"{s.lr:.1e}" in s.reason
 
 
@@ -167,11 +170,13 @@ def test_default_is_half_the_minimum_or_a_tenth_of_the_divergence() -> None:
     assert s.lr == pytest.approx(ev["divergence_lr"] / 10, rel=1e-9) and "divergence_lr / 10" in s.reason
 
 
-def test_default_is_raised_to_the_start_of_a_short_descent() -> None:
+def test_default_keeps_a_decade_below_the_blow_up_when_the_descent_starts_late() -> None:
+    # the descent starts less than a decade below the divergence: the stability edge wins, not the descent's start
     c = synthetic(low=-2.6, high=-2.2, blowup=-1.8, mult=0.05, seed=14)
     s = suggest(c.lrs, c.losses)
-    assert s.evidence["divergence_lr"] / 10 < s.evidence["descent_low_lr"]  # a tenth would fall before the descent
-    assert s.lr == pytest.approx(s.evidence["descent_low_lr"]) and "raised to the start of the descent" in s.reason
+    assert s.evidence["divergence_lr"] / 10 < s.evidence["descent_low_lr"]
+    assert s.lr == pytest.approx(s.evidence["divergence_lr"] / 10, rel=1e-9)
+    assert "divergence_lr / 10" in s.reason and "raised" not in s.reason
 
 
 def test_default_prefers_the_long_descent_over_a_noisy_dip() -> None:
