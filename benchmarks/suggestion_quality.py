@@ -25,7 +25,10 @@ hashes ``tasks.py`` and ``training.py`` and the torch version), and each oracle 
 ``oracle/<task>__<protocol>__<grid>.json``. Range tests are re-run every time (they are cheap and track the
 current autolr). Everything is seeded and single-threaded, so a rerun prints the same tables.
 
-The tasks are split into a declared tuning half and a held-out half; the tables report both and all tasks.
+The tasks are split into declared sets (a tuning half, a held-out half and blind sets, see
+:data:`benchmarks.tasks.DECLARED_SPLITS`); the tables report each set, every task outside the tuning half
+(``untuned``) and all tasks, each with autolr:default paired against every other method task by task
+(:func:`paired_comparison`).
 
 Usage::
 
