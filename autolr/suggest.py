@@ -331,4 +331,6 @@ def suggest(lrs: ArrayLike, losses: ArrayLike, *, method: str = "default") -> Su
         parts.append(f"loss minimum at {10**f.x_min:.1e}")
     parts.append(f"diverged at {10**f.divergence:.1e}" if f.divergence is not None else "no divergence seen")
     parts.append(f"chose {lr:.1e} ({how})")
+    if lr < 10 ** f.x[0] * (1 - 1e-9):  # a decade below a divergence that came soon after the start
+        parts.append(f"below the sweep's first LR {10 ** f.x[0]:.1e}: rerun with a lower start_lr to see it")
     return Suggestion(lr, method, _confidence(f, picks), "; ".join(parts), others, evidence)

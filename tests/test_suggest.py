@@ -179,6 +179,16 @@ def test_default_keeps_a_decade_below_the_blow_up_when_the_descent_starts_late()
     assert "divergence_lr / 10" in s.reason and "raised" not in s.reason
 
 
+def test_default_below_the_first_lr_says_so() -> None:
+    # the sweep starts just before a short descent and diverges within a decade of its first LR
+    c = synthetic(start=1e-3, end=1.0, low=-3.0, high=-2.6, blowup=-2.2, mult=0.03, seed=3, stop_factor=4)
+    s = suggest(c.lrs, c.losses)
+    assert s.lr is not None and s.lr < c.lrs[0]
+    assert s.lr == pytest.approx(s.evidence["divergence_lr"] / 10, rel=1e-9)
+    assert "below the sweep's first LR 1.0e-03: rerun with a lower start_lr to see it" in s.reason
+    assert "below the sweep's first LR" not in suggest(GOOD.lrs, GOOD.losses).reason
+
+
 def test_default_prefers_the_long_descent_over_a_noisy_dip() -> None:
     # strong noise in the flat part makes the plain steepest rule pick noise; the default stays in the descent
     picks = [suggest(c.lrs, c.losses) for c in (synthetic(mult=0.3, seed=s) for s in range(8))]
