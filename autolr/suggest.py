@@ -188,19 +188,18 @@ def _default_choice(f: Features) -> tuple[float, str] | None:
         if x_pick < f.x[0]:
             x_pick, how = float(f.x[0]), how + ", raised to the first LR"
         return float(10**x_pick), how + "; weak curve, low confidence"
+    if not f.at_end:  # a minimum inside the sweep: the rule below it
+        x_pick, how = _below_minimum(f)
+        return float(10**x_pick), how
     low, high = f.descent
     inside = np.flatnonzero((f.x >= low) & (f.x <= high) & (f.slope < 0))
-    x_steep = (low + high) / 2
+    x_pick, how = (low + high) / 2, "centre of the steepest part of the descent"
     if inside.size:  # centre of the steepest part: slope-weighted mean where the slope is >= half its peak
         fall = -f.slope[inside]
         part = fall >= 0.5 * fall.max()
-        x_steep = float(np.average(f.x[inside][part], weights=fall[part]))
-    if f.at_end:
-        x_pick, how = x_steep, "centre of the steepest part of the descent"
-        if not low <= x_pick <= high:
-            x_pick, how = min(max(x_pick, low), high), how + ", moved inside the descent"
-        return float(10**x_pick), how
-    x_pick, how = _below_minimum(f)
+        x_pick = float(np.average(f.x[inside][part], weights=fall[part]))
+    if not low <= x_pick <= high:
+        x_pick, how = min(max(x_pick, low), high), how + ", moved inside the descent"
     return float(10**x_pick), how
 
 
