@@ -39,19 +39,27 @@ from .batches import check_data, cycle, model_device, move_to_device
 from .curve import DEFAULT_SMOOTHING, Curve
 from .errors import DataError
 from .monitor import DivergenceRule, LossBuffer
-from .param_groups import get_lrs, set_group_value
+from .param_groups import effective_lrs, set_group_value, unwrap_optimizer
 from .report import Reporter, emit_summary, format_summary, safe_report
 from .result import LRFindResult
 from .snapshot import Snapshot, reshard_fsdp
 from .suggest import Suggestion
-from .validation import check_loss, validate_range_test
+from .validation import check_loss, check_step_loss, validate_range_test, validate_step
 
-__all__ = ["lr_find", "sweep_lrs"]
+__all__ = ["lr_find", "range_test_running", "sweep_lrs"]
 
 logger = logging.getLogger("autolr")
 
 LossFn = Callable[[Any, Any], torch.Tensor]
 ComputeLoss = Callable[[Any], torch.Tensor]
+TrainStep = Callable[[Any], Any]
+
+_running = [0]  # range tests in progress in this process (AutoLR's hooks ignore the steps they take)
+
+
+def range_test_running() -> bool:
+    """True while a range test is sweeping in this process (its optimizer steps are not training steps)."""
+    return _running[0] > 0
 
 
 def sweep_lrs(start_lr: float, end_lr: float, num_steps: int, mode: str = "exponential") -> list[float]:
@@ -74,6 +82,7 @@ def lr_find(
     *,
     loss_fn: LossFn | None = None,
     compute_loss: ComputeLoss | None = None,
+    train_step: TrainStep | None = None,
     start_lr: float | Sequence[float] = 1e-7,
     end_lr: float = 10.0,
     num_steps: int = 100,
@@ -82,6 +91,8 @@ def lr_find(
     max_grad_norm: float | None = None,
     scaler: Any = None,
     autocast_dtype: torch.dtype | None = None,
+    autocast: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
+    backward: Callable[[torch.Tensor], Any] | None = None,
     val_loader: Iterable[Any] | None = None,
     val_batches: int = 4,
     divergence_factor: float = 4.0,
@@ -109,12 +120,25 @@ def lr_find(
     broadcast); each rank restores its own state (FSDP: its own shards); only rank 0 logs, shows the progress
     bar and calls the reporters. The LR found is for the global batch (per-rank batch x world size).
 
+    Three ways to give the training step. With ``loss_fn`` or ``compute_loss`` autolr runs the step
+    (forward under ``autocast``/``autocast_dtype``, ``backward``, clipping, ``scaler``, ``optimizer.step()``).
+    With ``train_step`` the step belongs to your loop or framework: ``train_step(batch)`` does forward,
+    backward and the optimizer step exactly as in training (its precision, accumulation, clipping, hooks) and
+    returns the loss; autolr sets the LR before it, zeroes the gradients at the start of every optimizer step,
+    reads the loss lazily and counts only real optimizer steps (a step that a GradScaler skips is no point on
+    the curve). Batches reach ``train_step`` as the loader yields them: your step moves them, as in training.
+
     Args:
         model: the model to train (may be wrapped in DDP or sharded with FSDP).
-        optimizer: its optimizer; every param group needs a positive ``lr``.
+        optimizer: its optimizer; every param group needs a positive ``lr``. Framework wrappers that hold the
+            real optimizer as ``.optimizer`` (Accelerate, Lightning) are unwrapped.
         loader: a DataLoader or any iterable of batches; cycled when shorter than the test.
         loss_fn: for ``(inputs, targets)`` batches: ``loss = loss_fn(model(inputs), targets)``.
         compute_loss: for anything else: ``loss = compute_loss(batch)`` (a scalar tensor with a graph).
+            With ``train_step`` and ``val_loader``, ``loss_fn``/``compute_loss`` evaluate the held-out batches.
+        train_step: a whole training step someone else owns: ``train_step(batch)`` does forward, backward and
+            ``optimizer.step()`` and returns the loss (a tensor, a number, or a mapping with a ``"loss"``).
+            With ``accumulation_steps=n`` it is called up to ``n`` times per optimizer step.
         start_lr: first LR of group 0, or one value per group.
         end_lr: last LR of group 0.
         num_steps: optimizer steps in the sweep (each is ``accumulation_steps`` micro-batches).
@@ -123,6 +147,11 @@ def lr_find(
         max_grad_norm: clip the gradient norm to this value before each step.
         scaler: a ``torch.amp.GradScaler``; steps it skips (inf/NaN gradients) are not recorded.
         autocast_dtype: run forward passes under ``torch.autocast`` with this dtype (e.g. torch.bfloat16).
+        autocast: a factory of the context the forward pass runs in, instead of ``autocast_dtype`` (e.g.
+            ``accelerator.autocast`` or ``trainer.precision_plugin.forward_context``).
+        backward: called as ``backward(loss)`` instead of ``loss.backward()`` (e.g. ``accelerator.backward``);
+            it replaces the scaler's ``scale(loss).backward()`` too, so it must scale the loss itself when a
+            ``scaler`` is used (``accelerator.backward`` does).
         val_loader: measure the loss on ``val_batches`` fixed batches from this loader after every step
             (less noisy, costs extra forward passes) instead of the training loss.
         val_batches: number of held-out batches used in validation mode.
@@ -154,13 +183,16 @@ def lr_find(
         >>> res.curve.stop_reason in ("completed", "diverged", "non_finite")
         True
     """
-    reshard_fsdp(model)  # FSDP2 left unsharded (e.g. by an eval pass) holds full tensors, not the optimizer's
+    optimizer = unwrap_optimizer(optimizer)
+    validate_step(train_step, loss_fn, compute_loss, val_loader, backward, autocast, autocast_dtype, max_grad_norm)
     starts = validate_range_test(
-        model, optimizer, loader, loss_fn, compute_loss, start_lr, end_lr, num_steps, mode,
+        model, optimizer, loader, loss_fn if train_step is None else None,
+        compute_loss if train_step is None else (compute_loss or train_step), start_lr, end_lr, num_steps, mode,
         accumulation_steps, max_grad_norm, divergence_factor, smoothing, snapshot, method,
         keyboard_interrupt, val_batches, check_every,
     )
-    initial_lrs = tuple(get_lrs(optimizer))
+    reshard_fsdp(model)  # FSDP2 left unsharded (e.g. by an eval pass) holds full tensors, not the optimizer's
+    initial_lrs = tuple(effective_lrs(optimizer))
     target = torch.device(device) if device is not None else model_device(model)
     settings = {
         "start_lr": starts[0], "end_lr": float(end_lr), "num_steps": num_steps, "mode": mode,
@@ -168,13 +200,15 @@ def lr_find(
         "divergence_factor": divergence_factor, "smoothing": smoothing, "method": method,
         "loss_kind": "validation" if val_loader is not None else "train",
         "world_size": dist.get_world_size(), "optimizer": type(optimizer).__name__,
-        "amp": str(autocast_dtype) if autocast_dtype is not None else None, "scaler": scaler is not None,
+        "amp": str(autocast_dtype) if autocast_dtype is not None else ("custom" if autocast is not None else None),
+        "scaler": scaler is not None, "step": "train_step" if train_step is not None else "autolr",
     }
     with Snapshot.take(model, optimizer, scaler=scaler, storage=snapshot):
         curve = _sweep(
-            model, optimizer, loader, loss_fn=loss_fn, compute_loss=compute_loss, starts=starts,
-            end_lr=end_lr, num_steps=num_steps, mode=mode, accumulation_steps=accumulation_steps,
-            max_grad_norm=max_grad_norm, scaler=scaler, autocast_dtype=autocast_dtype,
+            model, optimizer, loader, loss_fn=loss_fn, compute_loss=compute_loss, train_step=train_step,
+            starts=starts, end_lr=end_lr, num_steps=num_steps, mode=mode, accumulation_steps=accumulation_steps,
+            max_grad_norm=max_grad_norm, scaler=scaler, autocast_dtype=autocast_dtype, autocast=autocast,
+            backward=backward,
             val_loader=val_loader, val_batches=val_batches, divergence_factor=divergence_factor,
             smoothing=smoothing, check_every=check_every, keyboard_interrupt=keyboard_interrupt,
             progress=progress, device=target,
@@ -206,6 +240,7 @@ def _sweep(
     *,
     loss_fn: LossFn | None,
     compute_loss: ComputeLoss | None,
+    train_step: TrainStep | None,
     starts: list[float],
     end_lr: float,
     num_steps: int,
@@ -214,6 +249,8 @@ def _sweep(
     max_grad_norm: float | None,
     scaler: Any,
     autocast_dtype: torch.dtype | None,
+    autocast: Callable[[], contextlib.AbstractContextManager[Any]] | None,
+    backward: Callable[[torch.Tensor], Any] | None,
     val_loader: Iterable[Any] | None,
     val_batches: int,
     divergence_factor: float,
@@ -234,10 +271,11 @@ def _sweep(
     no_sync = getattr(model, "no_sync", None)
     if not isinstance(model, torch.nn.parallel.DistributedDataParallel) or no_sync is None:
         no_sync = contextlib.nullcontext
-    autocast = (
-        (lambda: torch.autocast(loss_device.type, dtype=autocast_dtype))
-        if autocast_dtype is not None else contextlib.nullcontext
-    )
+    if autocast is None:
+        autocast = (
+            (lambda: torch.autocast(loss_device.type, dtype=autocast_dtype))
+            if autocast_dtype is not None else contextlib.nullcontext
+        )
 
     def batch_loss(batch: Any) -> torch.Tensor:
         batch = move_to_device(batch, device, non_blocking)
@@ -271,6 +309,58 @@ def _sweep(
     def on_step(*_: Any) -> None:
         stepped[0] = True
 
+    checked_loss = [False]
+
+    def own_step() -> torch.Tensor | None:
+        """autolr's step: micro-batches, backward, clipping, scaler, optimizer step. The mean loss, or None if
+        the scaler skipped the step."""
+        optimizer.zero_grad(set_to_none=True)
+        total: torch.Tensor | None = None  # summed on the device; one kernel per step without accumulation
+        for micro in range(accumulation_steps):
+            # DDP: gradients are all-reduced once, on the last micro-batch of the step
+            with no_sync() if micro < accumulation_steps - 1 else contextlib.nullcontext():
+                loss = batch_loss(next(data))
+                if not checked_loss[0]:
+                    check_loss(loss)
+                    checked_loss[0] = True
+                value = loss.detach().float()  # no kernel when the loss is already float32
+                total = value if total is None else total + value
+                scaled = loss if accumulation_steps == 1 else loss / accumulation_steps
+                if backward is not None:
+                    backward(scaled)
+                else:
+                    (scaler.scale(scaled) if scaler is not None else scaled).backward()
+        if max_grad_norm is not None:
+            if scaler is not None:
+                scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+        stepped[0] = False
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        if not stepped[0]:
+            return None
+        assert total is not None
+        return total if accumulation_steps == 1 else total / accumulation_steps
+
+    def delegated_step() -> torch.Tensor | None:
+        """The caller's step, called until the optimizer steps (at most ``accumulation_steps`` times). The mean
+        loss of the calls, or None when no optimizer step happened (a skipped AMP step)."""
+        assert train_step is not None
+        optimizer.zero_grad(set_to_none=True)
+        total: torch.Tensor | None = None
+        for calls in range(1, accumulation_steps + 1):
+            stepped[0] = False
+            value = check_step_loss(train_step(next(data)), loss_device, first=not checked_loss[0])
+            checked_loss[0] = True
+            total = value if total is None else total + value
+            if stepped[0]:
+                return total if calls == 1 else total / calls
+        return None
+
+    step = own_step if train_step is None else delegated_step
     data = check_data(cycle(loader), val_missing=val_loader is not None and not held_out, device=loss_device)
     handle = optimizer.register_step_post_hook(on_step)
     bar = _progress_bar(num_steps, progress and dist.is_rank_zero())
@@ -278,45 +368,23 @@ def _sweep(
     max_skips = max(20, num_steps)
     stop_reason = "completed"
     started = time.perf_counter()
-    checked_loss = False
+    _running[0] += 1
     try:
         while count < num_steps:
             for group, ratio in zip(optimizer.param_groups, ratios):
                 set_group_value(group, "lr", lrs[count] * ratio)
-            optimizer.zero_grad(set_to_none=True)
-            total: torch.Tensor | None = None  # summed on the device; one kernel per step without accumulation
-            for micro in range(accumulation_steps):
-                # DDP: gradients are all-reduced once, on the last micro-batch of the step
-                with no_sync() if micro < accumulation_steps - 1 else contextlib.nullcontext():
-                    loss = batch_loss(next(data))
-                    if not checked_loss:
-                        check_loss(loss)
-                        checked_loss = True
-                    value = loss.detach().float()  # no kernel when the loss is already float32
-                    total = value if total is None else total + value
-                    scaled = loss if accumulation_steps == 1 else loss / accumulation_steps
-                    (scaler.scale(scaled) if scaler is not None else scaled).backward()
-            if max_grad_norm is not None:
-                if scaler is not None:
-                    scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
-            stepped[0] = False
-            if scaler is not None:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
-            if not stepped[0]:  # the scaler skipped this step: not a point on the curve
+            point = step()
+            if point is None:  # the scaler skipped this step: not a point on the curve
                 skipped += 1
                 if skipped > max_skips:
-                    logger.warning("autolr: GradScaler skipped %d steps in a row; stopping the sweep", skipped)
+                    logger.warning(
+                        "autolr: %d optimizer steps were skipped (a GradScaler found inf/NaN gradients, or "
+                        "train_step did not step the optimizer); stopping the sweep", skipped,
+                    )
                     break
                 continue
-            assert total is not None
             if held_out:
                 point = validation_loss()
-            else:
-                point = total if accumulation_steps == 1 else total / accumulation_steps
             losses[count] = dist.all_reduce_mean(point)
             count += 1
             bar.update(1)
@@ -332,6 +400,7 @@ def _sweep(
         stop_reason = "interrupted"
         logger.warning("autolr: range test interrupted after %d steps; analysing what was measured", count)
     finally:
+        _running[0] -= 1
         handle.remove()
         bar.close()
     monitor.flush(count)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -13,9 +14,9 @@ import torch
 from . import distributed as dist
 from . import suggest as _suggest
 from .errors import AutoLRWarning, ConfigurationError, DataError
-from .param_groups import get_lrs, validate_param_groups
+from .param_groups import effective_lrs, validate_param_groups
 
-__all__ = ["check_loss", "validate_range_test"]
+__all__ = ["check_loss", "check_step_loss", "validate_range_test", "validate_step"]
 
 
 def _check_number(name: str, value: Any, *, minimum: float | None = None, integer: bool = False) -> None:
@@ -54,7 +55,8 @@ def validate_range_test(
     if (loss_fn is None) == (compute_loss is None):
         raise ConfigurationError(
             "pass exactly one of loss_fn= (called as loss_fn(model(inputs), targets) on (inputs, targets) "
-            "batches) or compute_loss= (called as compute_loss(batch), returns the scalar loss); got "
+            "batches), compute_loss= (called as compute_loss(batch), returns the scalar loss) or train_step= "
+            "(your own whole step: forward, backward, optimizer.step(), returns the loss); got "
             + ("neither" if loss_fn is None else "both")
         )
     for name, fn in (("loss_fn", loss_fn), ("compute_loss", compute_loss)):
@@ -84,7 +86,7 @@ def validate_range_test(
         )
     groups = optimizer.param_groups
     if len(starts) == 1:
-        current = get_lrs(optimizer)
+        current = effective_lrs(optimizer)
         starts = [starts[0] * lr / current[0] for lr in current]
     elif len(starts) != len(groups):
         raise ConfigurationError(
@@ -148,3 +150,67 @@ def check_loss(loss: Any) -> None:
             "the loss has no gradient graph (requires_grad=False); compute it from the model's output "
             "without torch.no_grad() or .detach()"
         )
+
+
+def validate_step(
+    train_step: Any,
+    loss_fn: Any,
+    compute_loss: Any,
+    val_loader: Any,
+    backward: Any,
+    autocast: Any,
+    autocast_dtype: Any,
+    max_grad_norm: Any,
+) -> None:
+    """Check how the training step is given: autolr's own (``loss_fn``/``compute_loss`` with ``backward``,
+    ``autocast``...) or the caller's (``train_step``). Touches nothing."""
+    for name, fn in (("train_step", train_step), ("backward", backward), ("autocast", autocast)):
+        if fn is not None and not callable(fn):
+            raise ConfigurationError(f"{name} must be callable, got {type(fn).__name__}")
+    if autocast is not None and autocast_dtype is not None:
+        raise ConfigurationError(
+            "pass autocast= (a context factory, e.g. accelerator.autocast) or autocast_dtype= (e.g. torch.bfloat16), "
+            "not both"
+        )
+    if train_step is None:
+        return
+    owned = {"backward": backward, "autocast": autocast, "autocast_dtype": autocast_dtype,
+             "max_grad_norm": max_grad_norm}
+    given = [name for name, value in owned.items() if value is not None]
+    if given:
+        raise ConfigurationError(
+            f"train_step= runs your whole step, so {', '.join(given)} cannot apply to it: do the backward, "
+            "precision and clipping inside train_step as in training (or drop train_step and pass "
+            "loss_fn=/compute_loss= with these arguments)"
+        )
+    has_loss = loss_fn is not None or compute_loss is not None
+    if has_loss and val_loader is None:
+        raise ConfigurationError(
+            "with train_step= the step computes its own loss; loss_fn=/compute_loss= are used only with val_loader= "
+            "(to evaluate the held-out batches): drop them, or pass val_loader="
+        )
+    if val_loader is not None and not has_loss:
+        raise ConfigurationError(
+            "validation mode with train_step= needs loss_fn= or compute_loss= to evaluate the held-out batches "
+            "(train_step would train on them)"
+        )
+
+
+def check_step_loss(out: Any, device: torch.device, *, first: bool) -> torch.Tensor:
+    """What a ``train_step`` returned, as a detached float32 scalar tensor on ``device`` (no host sync)."""
+    if isinstance(out, Mapping) and "loss" in out:
+        out = out["loss"]
+    if torch.is_tensor(out):
+        if first and out.numel() != 1:
+            raise DataError(
+                f"train_step must return the step's loss as a scalar, got a tensor of shape {tuple(out.shape)}; "
+                "return loss (reduced, e.g. loss.mean())"
+            )
+        value = out.detach().reshape(()).float()
+        return value if value.device == device else value.to(device, non_blocking=True)
+    if isinstance(out, numbers.Real) and not isinstance(out, bool):
+        return torch.full((), float(out), dtype=torch.float32, device=device)
+    raise DataError(
+        f"train_step must return the loss of the step (a tensor, a number or a mapping with a 'loss' key), got "
+        f"{type(out).__name__}; end your step with `return loss`"
+    )
