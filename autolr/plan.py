@@ -9,7 +9,8 @@ Pure: takes numbers and names, returns data; touches no model or optimizer. The 
 * **schedule="auto".** No ``total_steps``: ``"plateau"`` (nothing to lay a fixed schedule over, so react to
   the validation metric). SGD family: ``"onecycle"`` (Smith's policy, designed for SGD with momentum).
   Otherwise: ``"warmup_cosine"`` (adaptive optimizers' early moment estimates are noisy, so they warm up;
-  cosine decays smoothly to 0). Warmup is ``ceil(total_steps / 20)`` steps (5%), below ``total_steps``.
+  cosine decays smoothly to 0). Warmup is ``ceil(total_steps / 20)`` steps (5%), below ``total_steps``; step
+  ``t`` of a ``w``-step warmup runs at ``(t + 1) / (w + 1)`` of the peak, so the first step is never at LR 0.
 * **weight_decay="auto"** comes from :data:`KNOWN_OPTIMIZERS`: 0.05 for decoupled adaptive optimizers
   (AdamW: the vision-transformer/ConvNeXt value, between BERT's 0.01 and GPT's 0.1); 5e-4 for the SGD
   family (the CIFAR ResNet value; ImageNet recipes use 1e-4); 0 for Adam-style L2 (the adaptive denominator
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -47,15 +48,16 @@ from .schedule import (
 )
 from .suggest import Suggestion
 
-__all__ = ["DIVERGENCE_MARGIN", "KNOWN_OPTIMIZERS", "SCHEDULES", "OptimizerInfo", "Plan", "make_plan", "split_no_decay",
-           "supports_weight_decay"]
+__all__ = ["DIVERGENCE_MARGIN", "KNOWN_OPTIMIZERS", "SCHEDULES", "OptimizerInfo", "Plan", "make_plan",
+           "resolve_weight_decay", "split_no_decay", "supports_weight_decay"]
 
 #: Schedule names :func:`make_plan` accepts, with what each does ("cosine" is read as "warmup_cosine").
 SCHEDULES: dict[str, str] = {
     "auto": "choose from the optimizer and whether total_steps is known",
     "constant": "the same lr at every step",
-    "warmup_cosine": "linear warmup from 0, then cosine decay to 0 at total_steps",
-    "linear": "linear warmup from 0, then linear decay to 0 at total_steps",
+    "warmup_cosine": "linear warmup (step t of w at (t + 1) / (w + 1) of the peak: the first step already learns), "
+    "then cosine decay to 0 at total_steps",
+    "linear": "linear warmup (as warmup_cosine), then linear decay to 0 at total_steps",
     "onecycle": f"one-cycle: from peak/{OneCycle.div_factor:g} up to the peak over {OneCycle.pct_start:.0%} of "
     f"the steps, then cosine down to peak/{OneCycle.div_factor * OneCycle.final_div_factor:g}",
     "step": f"x{StepDecay.gamma:g} every total_steps // 3 steps",
@@ -103,18 +105,35 @@ def supports_weight_decay(optimizer_name: str) -> bool:
     return _info(optimizer_name).decay != "none"
 
 
+def resolve_weight_decay(value: float | str | None, optimizer_name: str) -> float:
+    """The weight decay a plan will use for ``value`` (``"auto"``, a float, or None) with this optimizer.
+
+    Example:
+        >>> resolve_weight_decay("auto", "AdamW"), resolve_weight_decay(None, "SGD"), resolve_weight_decay(0.1, "SGD")
+        (0.05, 0.0, 0.1)
+    """
+    return _weight_decay(value, _info(optimizer_name), optimizer_name)[0]
+
+
 def split_no_decay(
-    named_params_info: Sequence[tuple[str, str, int]], *, exclude_embeddings: bool = True
+    named_params_info: Sequence[tuple[str, str, int]],
+    *,
+    exclude_embeddings: bool = True,
+    no_decay_names: Collection[str] = (),
+    no_decay_keywords: Collection[str] = (),
 ) -> tuple[list[str], list[str]]:
     """Split parameter names into (decay, no_decay), keeping input order.
 
     Args:
         named_params_info: ``(name, module_type_name, ndim)`` per parameter, e.g. ``("fc.bias", "Linear", 1)``.
         exclude_embeddings: also keep ``*Embedding``/``EmbeddingBag`` weights out of decay.
+        no_decay_names: names the model itself excludes (its ``no_weight_decay()``, e.g. ``pos_embed``).
+        no_decay_keywords: substrings the model excludes (its ``no_weight_decay_keywords()``).
 
     Returns:
         No decay for biases, parameters of normalization layers (type name ending in ``Norm``/``Norm2d``…,
-        ``Normalization`` or ``LRN``), any parameter with ``ndim <= 1``, and embeddings if excluded.
+        ``Normalization`` or ``LRN``), any parameter with ``ndim <= 1``, embeddings if excluded, and the
+        model's own exclusions.
 
     Example:
         >>> split_no_decay([("fc.weight", "Linear", 2), ("fc.bias", "Linear", 1), ("ln.weight", "LayerNorm", 1)])
@@ -127,7 +146,8 @@ def split_no_decay(
             raise ConfigurationError(f"named_params_info items must be (name, module_type_name, ndim), got {item!r}")
         name, module_type, ndim = item
         skip = (int(ndim) <= 1 or name == "bias" or name.endswith(".bias") or bool(_NORM.search(module_type))
-                or (exclude_embeddings and bool(_EMBEDDING.search(module_type))))
+                or (exclude_embeddings and bool(_EMBEDDING.search(module_type)))
+                or name in no_decay_names or any(k in name for k in no_decay_keywords))
         (no_decay if skip else decay).append(name)
     return decay, no_decay
 
@@ -222,9 +242,10 @@ def _build(name: str, total: int | None, warmup: int) -> Schedule:
         return Plateau()
     assert total is not None  # validated in make_plan
     if name == "warmup_cosine":
-        return warmup_cosine(total, warmup)
+        return warmup_cosine(total, warmup, start_factor=1.0 / (warmup + 1))
     if name == "linear":
-        return Join((LinearWarmup(warmup), LinearDecay(total - warmup)), (warmup,)) if warmup else LinearDecay(total)
+        ramp = LinearWarmup(warmup, start_factor=1.0 / (warmup + 1)) if warmup else None
+        return Join((ramp, LinearDecay(total - warmup)), (warmup,)) if ramp else LinearDecay(total)
     return OneCycle(total) if name == "onecycle" else StepDecay(max(1, total // 3))
 
 

@@ -37,9 +37,9 @@ from . import distributed as dist
 from . import suggest as _suggest
 from .batches import check_data, cycle, model_device, move_to_device
 from .curve import DEFAULT_SMOOTHING, Curve
-from .errors import DataError
+from .errors import ConfigurationError, DataError
 from .monitor import DivergenceRule, LossBuffer
-from .param_groups import effective_lrs, set_group_value, unwrap_optimizer
+from .param_groups import effective_lrs, set_group_value, unwrap_optimizer, validate_param_groups
 from .report import Reporter, emit_summary, format_summary, safe_report
 from .result import LRFindResult
 from .snapshot import Snapshot, reshard_fsdp
@@ -184,14 +184,19 @@ def lr_find(
         True
     """
     optimizer = unwrap_optimizer(optimizer)
+    if not isinstance(model, torch.nn.Module):
+        raise ConfigurationError(
+            f"model must be a torch.nn.Module, got {type(model).__name__}; the arguments are (model, optimizer, loader)"
+        )
+    validate_param_groups(optimizer)
     validate_step(train_step, loss_fn, compute_loss, val_loader, backward, autocast, autocast_dtype, max_grad_norm)
+    reshard_fsdp(model)  # FSDP2 left unsharded (e.g. by an eval pass) holds full tensors, not the optimizer's
     starts = validate_range_test(
         model, optimizer, loader, loss_fn if train_step is None else None,
         compute_loss if train_step is None else (compute_loss or train_step), start_lr, end_lr, num_steps, mode,
         accumulation_steps, max_grad_norm, divergence_factor, smoothing, snapshot, method,
         keyboard_interrupt, val_batches, check_every,
     )
-    reshard_fsdp(model)  # FSDP2 left unsharded (e.g. by an eval pass) holds full tensors, not the optimizer's
     initial_lrs = tuple(effective_lrs(optimizer))
     target = torch.device(device) if device is not None else model_device(model)
     settings = {

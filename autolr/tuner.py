@@ -1,10 +1,15 @@
 """AutoLR: the callback that turns a range test into a training plan and carries it out for the whole run.
 
-Add it to the loop you already have. ``lr_find`` runs the range test (state restored exactly), makes a
-:class:`~autolr.plan.Plan` (LR per group, schedule, weight decay, which parameters get none), and applies
-it: the param groups are split for weight decay before any step, the LRs are set, and a scheduler is
-attached that steps itself after every real optimizer step through ``Optimizer.register_step_post_hook``
-(a step a GradScaler skips does not advance it). Per-epoch and metric schedules step on :meth:`end_epoch`.
+Add it to the loop you already have. Building it splits the param groups for weight decay (biases, norm
+layers, a model's own ``no_weight_decay()`` list and groups you set to 0 get none), so the range test measures
+the weight decay training will use and a fresh optimizer already has the group structure of a checkpoint.
+``lr_find`` runs the range test (state restored exactly), makes a :class:`~autolr.plan.Plan` (LR per group,
+schedule, weight decay) and applies it: the LRs are set (per-group multipliers such as ``lr_scale`` kept) and a
+scheduler is attached that steps itself after every real optimizer step through
+``Optimizer.register_step_post_hook`` (a step a GradScaler skips does not advance it). Per-epoch and metric
+schedules step on :meth:`end_epoch`. With ``auto_step=False`` your framework steps :attr:`AutoLR.scheduler`
+instead; the step count, metrics, guard and :meth:`AutoLR.observe` work the same, and the LR trajectory is the
+same. When anything else writes the LR of a group the plan owns, autolr warns once.
 
 Example:
     >>> import torch, autolr
@@ -23,6 +28,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
@@ -35,9 +41,9 @@ from .errors import AutoLRWarning, ConfigurationError, StateError
 from .guard import DivergenceGuard
 from .lr_scheduler import ScheduleLR
 from .monitor import LossStream
-from .param_groups import get_lrs, validate_param_groups
-from .plan import KNOWN_OPTIMIZERS, SCHEDULES, Plan, make_plan
-from .range_test import ComputeLoss, LossFn, lr_find
+from .param_groups import effective_lrs, set_group_value, unwrap_optimizer, validate_param_groups
+from .plan import KNOWN_OPTIMIZERS, SCHEDULES, Plan, make_plan, resolve_weight_decay, supports_weight_decay
+from .range_test import ComputeLoss, LossFn, TrainStep, lr_find, range_test_running
 from .report import Decision, Reporter, emit_summary, format_summary, safe_report
 from .result import LRFindResult
 from .schedule import Plateau, schedule_from_dict
@@ -48,7 +54,7 @@ __all__ = ["AutoLR"]
 
 logger = logging.getLogger("autolr")
 
-_STATE_VERSION = 1
+_STATE_VERSION = 2  # 2: the plan's lrs are per group after the weight-decay split (1: per original group)
 
 
 class _TunerScheduler(ScheduleLR):
@@ -83,7 +89,9 @@ class AutoLR:
 
     Args:
         model: the model being trained.
-        optimizer: its optimizer (param groups are split for weight decay when the plan is applied).
+        optimizer: its optimizer; its param groups are split for weight decay here, before any step (groups
+            you made are never merged; a group whose ``weight_decay`` you set to 0 while others have some keeps
+            0). Framework wrappers holding it as ``.optimizer`` (Accelerate, Lightning) are unwrapped.
         schedule: ``"auto"`` or one of :data:`autolr.plan.SCHEDULES` (``onecycle``, ``warmup_cosine``,
             ``linear``, ``constant``, ``step``, ``plateau``).
         weight_decay: ``"auto"`` (a documented rule per optimizer), ``"sweep"`` (Smith's method: short range
@@ -106,7 +114,8 @@ class AutoLR:
             suggestions. Default 0: every suggestion is applied (and a low confidence is logged as a warning).
         check_every: observed losses are read back to the host in batches of this size.
         auto_step: step the scheduler automatically after every optimizer step (and at :meth:`end_epoch`).
-            ``False`` hands :attr:`scheduler` to you or your framework to step like any torch scheduler.
+            ``False`` hands :attr:`scheduler` to you or your framework to step like any torch scheduler, once
+            per optimizer step (the step count, metrics, guard and :meth:`observe` still work the same).
         reporters: :class:`~autolr.report.Reporter` objects (W&B, local report, ...).
         wandb: ``True`` or a dict of :class:`autolr.integrations.wandb.WandbReporter` arguments.
         progress: show the range test's progress bar.
@@ -138,6 +147,11 @@ class AutoLR:
         progress: bool = True,
         **range_test: Any,
     ) -> None:
+        optimizer = unwrap_optimizer(optimizer)
+        if not isinstance(model, torch.nn.Module):
+            raise ConfigurationError(
+                f"model must be a torch.nn.Module, got {type(model).__name__}; the arguments are (model, optimizer)"
+            )
         validate_param_groups(optimizer)
         names = sorted(SCHEDULES)
         if schedule not in SCHEDULES and schedule != "cosine":
@@ -169,6 +183,11 @@ class AutoLR:
             raise ConfigurationError(f"guard_divergence_factor must be > 1, got {guard_divergence_factor!r}")
         if not (isinstance(min_confidence, (int, float)) and 0 <= min_confidence <= 1):
             raise ConfigurationError(f"min_confidence must be a number in [0, 1], got {min_confidence!r}; e.g. 0.1")
+        if wants_decay and not supports_weight_decay(self._optimizer_name):
+            raise ConfigurationError(
+                f"{type(optimizer).__name__} has no weight_decay argument; use weight_decay=None (or an optimizer "
+                "with weight decay, e.g. AdamW)"
+            )
         self.model, self.optimizer, self.scaler = model, optimizer, scaler
         self.schedule_name, self.weight_decay = schedule, weight_decay
         self.weight_decay_grid = tuple(float(w) for w in weight_decay_grid)
@@ -190,8 +209,19 @@ class AutoLR:
         self.decisions: list[Decision] = []
         self.step = 0
         self.epoch = 0
-        self._group_origin: list[int] = []
         self._handles: list[Any] = []
+        self._hooked = False
+        self._override_warned = False
+        # the weight-decay split happens now, before any step: the range test measures with it, and a fresh
+        # AutoLR on a fresh optimizer has the group structure of a checkpoint, whatever is loaded first
+        if weight_decay == "sweep":
+            split_value = max((w for w in self.weight_decay_grid if w > 0), default=0.0)
+        else:
+            split_value = resolve_weight_decay(weight_decay, self._optimizer_name)
+        self._group_origin: list[int] = split_param_groups(
+            optimizer, model, split_value, exclude_embeddings=exclude_embeddings
+        )
+        self._decay_groups = [i for i, g in enumerate(optimizer.param_groups) if _positive(g.get("weight_decay"))]
         self._watcher = LossStream(check_every)
         self._guard = DivergenceGuard(every=guard_every, lr_factor=guard_lr_factor, max_retries=guard_max_retries,
                                       divergence_factor=guard_divergence_factor)
@@ -211,7 +241,7 @@ class AutoLR:
                 f"min_confidence {self.min_confidence:g}: {suggestion.reason}"
             ))
         return make_plan(
-            suggestion, param_group_lrs=get_lrs(self.optimizer), optimizer_name=self._optimizer_name,
+            suggestion, param_group_lrs=effective_lrs(self.optimizer), optimizer_name=self._optimizer_name,
             total_steps=total_steps, schedule=self.schedule_name, weight_decay=weight_decay,
             warmup_steps=self.warmup_steps, step_granularity=self.step_granularity,
             exclude_embeddings=self.exclude_embeddings, named_params_info=named_params_info(self.model),
@@ -223,6 +253,7 @@ class AutoLR:
         loss_fn: LossFn | None = None,
         *,
         compute_loss: ComputeLoss | None = None,
+        train_step: TrainStep | None = None,
         total_steps: int | None = None,
         epochs: int | None = None,
         steps_per_epoch: int | None = None,
@@ -232,9 +263,14 @@ class AutoLR:
 
         Give the run length as ``total_steps`` (optimizer steps; epochs with ``step_granularity="epoch"``)
         or as ``epochs`` (× ``steps_per_epoch``, default ``len(loader)``). Not needed for ``plateau``.
+        The step is given as in :func:`autolr.lr_find`: ``loss_fn``, ``compute_loss``, or ``train_step`` (a
+        step your framework owns).
         """
         if self.plan is not None:
-            raise StateError("this AutoLR already applied a plan; create a new AutoLR to tune again")
+            raise StateError(
+                "this AutoLR already has a plan (applied by lr_find, or restored by load_state_dict when resuming); "
+                "a resumed run needs no new range test. Create a new AutoLR to tune again"
+            )
         if total_steps is None and epochs is not None:
             if self.step_granularity == "epoch":
                 total_steps = epochs
@@ -249,12 +285,12 @@ class AutoLR:
         dry = Suggestion(None, "default", 0.0, "not measured yet")
         self._make_plan(dry, total_steps, 0.0 if self.weight_decay == "sweep" else self.weight_decay)  # validate
         kwargs = {**self.range_test_defaults, **range_test, "loss_fn": loss_fn, "compute_loss": compute_loss,
-                  "scaler": self.scaler}
+                  "train_step": train_step, "scaler": self.scaler}
         weight_decay: Any = self.weight_decay
         sweep_decision = None
         if self.weight_decay == "sweep":
             result, weight_decay, sweep_decision = sweep_weight_decay(
-                self.model, self.optimizer, loader, self.weight_decay_grid, kwargs
+                self.model, self.optimizer, loader, self.weight_decay_grid, kwargs, groups=self._decay_groups
             )
         else:
             result = lr_find(self.model, self.optimizer, loader, **kwargs)
@@ -271,37 +307,68 @@ class AutoLR:
         return plan
 
     def apply_plan(self, plan: Plan) -> None:
-        """Split param groups for weight decay, set the LRs and attach the self-stepping scheduler."""
-        if len(plan.lrs) != len(self.optimizer.param_groups):
+        """Set the plan's LRs and weight decay on the (already split) groups and attach its scheduler.
+
+        Calling it again with the same plan (a checkpoint loaded twice) replaces the scheduler; nothing is
+        split or hooked twice.
+        """
+        groups = self.optimizer.param_groups
+        if len(plan.lrs) != len(groups):
             raise StateError(
-                f"the plan has {len(plan.lrs)} param groups but the optimizer has {len(self.optimizer.param_groups)}; "
-                "apply a plan to the optimizer it was made for (before any other split)"
+                f"the plan has {len(plan.lrs)} param groups but the optimizer has {len(groups)}; build the "
+                "optimizer and AutoLR the same way as in the run the plan was made in"
             )
-        self._group_origin = split_param_groups(
-            self.optimizer, self.model, plan.weight_decay, exclude_embeddings=plan.exclude_embeddings
-        )
-        bases = [plan.lrs[i] * self._guard.lr_scale for i in self._group_origin]
+        for i in self._decay_groups:
+            set_group_value(groups[i], "weight_decay", plan.weight_decay)
+        bases = [lr * self._guard.lr_scale for lr in plan.lrs]
         schedule = schedule_from_dict(plan.schedule.to_dict())  # type: ignore[attr-defined]  # fresh state
         self.scheduler = _TunerScheduler(self.optimizer, schedule, base_lrs=bases)
+        self.scheduler.manual = not self.auto_step  # with auto_step=False the user or the framework steps it
         self.plan = plan
-        if self.auto_step:
+        if not self._hooked:  # counts steps in both modes (and steps the scheduler in auto mode)
             self._handles.append(self.optimizer.register_step_post_hook(self._on_optimizer_step))
-        else:
-            self.scheduler.manual = True  # the user or the framework steps it
+            self._hooked = True
 
     # -- during training ------------------------------------------------------------------------------
     def _on_optimizer_step(self, *_: Any) -> None:
+        if range_test_running():  # a range test's steps are not training steps (and are undone)
+            return
         self.step += 1
-        if self.scheduler is not None and self.plan is not None and self.plan.step_granularity == "step":
-            self.scheduler._advance()
-        if self._metric_reporters and self.scheduler is not None:
-            metrics = {f"autolr/lr/group{i}": lr for i, lr in enumerate(self.scheduler.get_last_lr())}
+        scheduler = self.scheduler
+        if scheduler is None or self.plan is None:
+            return
+        used = scheduler.get_last_lr()  # the LRs this step ran at
+        if not self._override_warned:
+            self._check_override(used)
+        if self.auto_step and self.plan.step_granularity == "step":
+            scheduler._advance()
+        if self._metric_reporters:
+            metrics = {f"autolr/lr/group{i}": lr for i, lr in enumerate(used)}
             for i, group in enumerate(self.optimizer.param_groups):
                 wd = group.get("weight_decay")
                 if isinstance(wd, (int, float)):
                     metrics[f"autolr/weight_decay/group{i}"] = float(wd)
             for reporter in self._metric_reporters:
                 safe_report(reporter.training_metrics, self.step, metrics)
+
+    def _check_override(self, planned: Sequence[float]) -> None:
+        """Warn once when a group's LR is not what the plan's scheduler last wrote (float LRs: no host sync)."""
+        for i, (group, lr) in enumerate(zip(self.optimizer.param_groups, planned)):
+            value = group.get("lr")
+            if not isinstance(value, (int, float)) or math.isclose(value, lr, rel_tol=1e-6, abs_tol=1e-15):
+                continue
+            self._override_warned = True
+            warnings.warn(
+                f"the learning rate of param group {i} was changed by something other than autolr's plan: the step "
+                f"ran at {value:.4g}, the plan set {lr:.4g}. Another scheduler (one from configure_optimizers, the "
+                "Hugging Face Trainer, timm's create_scheduler, or your own) or code writing group['lr'] overrides "
+                "the plan. Either let autolr own the schedule (remove the other scheduler), hand tuner.scheduler to "
+                "your framework as its scheduler with AutoLR(..., auto_step=False), or build your scheduler from "
+                f"tuner.plan.peak_lr ({self.plan.peak_lr:.4g}) and call tuner.detach().",
+                AutoLRWarning,
+                stacklevel=3,
+            )
+            return
 
     def observe(self, loss: torch.Tensor | float) -> None:
         """Feed the training loss of the step just taken (monitoring, logging and the divergence guard).
@@ -348,7 +415,13 @@ class AutoLR:
     def end_epoch(self, val_loss: float | torch.Tensor | None = None) -> None:
         """Call once at the end of every epoch; steps per-epoch schedules and feeds plateau schedules."""
         self.epoch += 1
-        if self.scheduler is None or self.plan is None or not self.auto_step:
+        if self.scheduler is None or self.plan is None:
+            return
+        if not self.auto_step:  # the framework steps the scheduler; a plateau still needs the metric
+            if self.plan.step_granularity == "metric" and val_loss is not None:
+                schedule = self.scheduler.schedule
+                assert isinstance(schedule, Plateau)
+                schedule.observe(float(val_loss))
             return
         if self.plan.step_granularity == "metric":
             if val_loss is None:
@@ -387,6 +460,7 @@ class AutoLR:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+        self._hooked = False
         if self.scheduler is not None:
             self.scheduler.manual = True  # a manual step() works normally again
         self._guard.close()
@@ -407,13 +481,22 @@ class AutoLR:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Resume: re-apply the saved plan (group split, LRs, scheduler position) without a new range test.
+        """Resume: re-apply the saved plan (LRs, scheduler position, counters) without a new range test.
 
-        Call it on a fresh ``AutoLR`` built on the fresh model and optimizer, *before*
-        ``optimizer.load_state_dict(...)`` (the optimizer's checkpoint has the split groups).
+        Call it on a fresh ``AutoLR`` built like the original one (same model, optimizer and settings), in any
+        order with ``optimizer.load_state_dict(...)``: the group split already happened when the ``AutoLR`` was
+        built. Loading the same state twice (Accelerate's ``load_state`` does) gives the same result as once.
         """
-        if state.get("version") != _STATE_VERSION:
-            raise StateError(f"unknown AutoLR state version {state.get('version')!r}; expected {_STATE_VERSION}")
+        version = state.get("version") if isinstance(state, dict) else None
+        if version not in (1, _STATE_VERSION):
+            raise StateError(f"unknown AutoLR state version {version!r}; expected {_STATE_VERSION}")
+        saved_origin = [int(i) for i in state["group_origin"]]
+        if state.get("plan") is not None and saved_origin != self._group_origin:
+            raise StateError(
+                f"the checkpoint's param groups come from the original groups {saved_origin}, this AutoLR's from "
+                f"{self._group_origin}: build the optimizer and AutoLR (weight_decay, exclude_embeddings) the same "
+                "way as in the original run"
+            )
         self.step, self.epoch = int(state["step"]), int(state["epoch"])
         self._guard.retries, self._guard.lr_scale = int(state["retries"]), float(state["lr_scale"])
         if state.get("result") is not None:
@@ -421,15 +504,17 @@ class AutoLR:
         if state.get("plan") is None:
             return
         plan = Plan.from_dict(state["plan"])
+        if version == 1:  # lrs were per original group
+            plan = replace(plan, lrs=tuple(plan.lrs[i] for i in saved_origin))
         self.apply_plan(plan)
-        if self._group_origin != list(state["group_origin"]):
-            raise StateError(
-                "the param groups after re-applying the plan do not match the checkpoint; build the optimizer "
-                "the same way as in the original run"
-            )
         assert self.scheduler is not None
         self.scheduler.load_state_dict(state["scheduler"])
         self.scheduler.write_lrs()
+        self.decisions = list(plan.decisions)
+
+
+def _positive(value: Any) -> bool:
+    return (float(value.item()) if torch.is_tensor(value) else float(value or 0.0)) > 0
 
 
 def _length(loader: Any) -> int | None:

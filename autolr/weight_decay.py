@@ -30,7 +30,11 @@ from .range_test import lr_find
 from .report import Decision
 from .result import LRFindResult
 
-__all__ = ["named_params_info", "split_param_groups", "sweep_weight_decay"]
+__all__ = ["model_no_decay", "named_params_info", "no_decay_params", "split_param_groups", "sweep_weight_decay"]
+
+
+def _float(value: Any) -> float:
+    return float(value.item()) if torch.is_tensor(value) else float(value)
 
 
 def named_params_info(model: torch.nn.Module) -> list[tuple[str, str, int]]:
@@ -45,13 +49,55 @@ def named_params_info(model: torch.nn.Module) -> list[tuple[str, str, int]]:
     return info
 
 
+def model_no_decay(model: torch.nn.Module) -> tuple[set[str], set[str]]:
+    """The parameter names and name keywords the model itself keeps out of weight decay.
+
+    Any submodule may declare them, as timm's vision transformers do: ``no_weight_decay()`` returns names
+    relative to that submodule (``{"pos_embed", "cls_token"}``), ``no_weight_decay_keywords()`` substrings.
+    Names come back qualified from ``model``'s root (e.g. ``module.pos_embed`` under DDP).
+
+    Example:
+        >>> class ViTLike(torch.nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__(); self.pos_embed = torch.nn.Parameter(torch.zeros(1, 4, 8))
+        ...     def no_weight_decay(self): return {"pos_embed"}
+        >>> model_no_decay(torch.nn.Sequential(ViTLike()))
+        ({'0.pos_embed'}, set())
+    """
+    names: set[str] = set()
+    keywords: set[str] = set()
+    for prefix, module in model.named_modules():
+        for attr, out in (("no_weight_decay", names), ("no_weight_decay_keywords", keywords)):
+            fn = getattr(module, attr, None)
+            if callable(fn):
+                declared = fn()
+                if attr == "no_weight_decay":
+                    out.update(f"{prefix}.{n}" if prefix else str(n) for n in declared)
+                else:
+                    out.update(str(k) for k in declared)
+    return names, keywords
+
+
+def no_decay_params(model: torch.nn.Module, *, exclude_embeddings: bool) -> set[int]:
+    """``id()`` of every parameter that gets no weight decay (:func:`autolr.plan.split_no_decay`'s rules plus
+    the model's own ``no_weight_decay()`` / ``no_weight_decay_keywords()``)."""
+    names, keywords = model_no_decay(model)
+    _, no_decay_names = split_no_decay(named_params_info(model), exclude_embeddings=exclude_embeddings,
+                                       no_decay_names=names, no_decay_keywords=keywords)
+    skip = set(no_decay_names)
+    return {id(p) for name, p in model.named_parameters(remove_duplicate=False) if name in skip}
+
+
 def split_param_groups(
     optimizer: torch.optim.Optimizer, model: torch.nn.Module, weight_decay: float, *, exclude_embeddings: bool
 ) -> list[int]:
     """Split every param group into a decayed and a non-decayed group (in place, before any step).
 
-    Every other setting of a group is kept, and so is the optimizer state (keyed by parameter). Empty parts
-    are dropped. With ``weight_decay <= 0`` nothing is split and every group's decay is set to 0.
+    Every other setting of a group is kept (``lr_scale`` and other multipliers included), and so is the
+    optimizer state (keyed by parameter). Groups are never merged; empty parts are dropped. A group whose
+    ``weight_decay`` is 0 while another group has some was made that way on purpose (timm's and Hugging Face's
+    no-decay groups): it stays whole, at 0. With ``weight_decay <= 0`` nothing is split and every group's
+    decay is set to 0.
 
     Returns:
         For each new group, the index of the group it came from.
@@ -62,12 +108,16 @@ def split_param_groups(
             if "weight_decay" in group:
                 set_group_value(group, "weight_decay", 0.0)
         return list(range(len(groups)))
-    _, no_decay_names = split_no_decay(named_params_info(model), exclude_embeddings=exclude_embeddings)
-    skip = set(no_decay_names)
-    no_decay = {id(p) for name, p in model.named_parameters() if name in skip}
+    no_decay = no_decay_params(model, exclude_embeddings=exclude_embeddings)
+    decays = [_float(g.get("weight_decay", 0.0)) for g in groups]
+    user_split = any(d > 0 for d in decays)
     new_groups, origin = [], []
     for i, group in enumerate(groups):
         settings = {k: v for k, v in group.items() if k != "params"}
+        if user_split and "weight_decay" in group and decays[i] == 0:  # the user's own no-decay group
+            new_groups.append(group)
+            origin.append(i)
+            continue
         decayed = [p for p in group["params"] if id(p) not in no_decay]
         kept = [p for p in group["params"] if id(p) in no_decay]
         for params, wd in ((decayed, weight_decay), (kept, 0.0)):
@@ -87,17 +137,21 @@ def sweep_weight_decay(
     loader: Iterable[Any],
     grid: Sequence[float],
     range_test: dict[str, Any],
+    *,
+    groups: Sequence[int] | None = None,
 ) -> tuple[LRFindResult, float, Decision]:
     """Smith's method: a range test per weight decay in ``grid``; keep the one whose curve reaches the lowest
-    smoothed loss (among those with a suggestion; ties go to the larger decay). The optimizer's own decay
-    values are put back afterwards. Returns the chosen value's result, the value, and the decision (with the
-    cost in steps and seconds)."""
+    smoothed loss (among those with a suggestion; ties go to the larger decay). Each value is set on the
+    groups listed in ``groups`` (default: all; :class:`~autolr.AutoLR` passes its decayed groups). The
+    optimizer's own decay values are put back afterwards. Returns the chosen value's result, the value, and the
+    decision (with the cost in steps and seconds)."""
     original = [g.get("weight_decay", 0.0) for g in optimizer.param_groups]
+    swept = [optimizer.param_groups[i] for i in (groups if groups is not None else range(len(original)))]
     started = time.perf_counter()
     results: dict[float, LRFindResult] = {}
     try:
         for wd in grid:
-            for g in optimizer.param_groups:
+            for g in swept:
                 set_group_value(g, "weight_decay", wd)
             results[wd] = lr_find(model, optimizer, loader, **range_test)
     finally:

@@ -7,9 +7,10 @@ no API key and no ``WANDB_MODE`` it starts the run **offline** rather than promp
 It never disturbs your step counter. In your own run it never passes ``step=`` and never commits a row: the
 range test becomes one ``commit=False`` row (curve table, line plot, figure, decisions table) plus config,
 summary and an artifact, and training metrics join your next row with their own x-axis ``autolr/train_step``
-(the latest values every ``log_every`` calls). In a run it started itself it also logs every range-test
-point (x-axis ``autolr/range_test/step``) and every training row, so start your run before the reporter
-logs if you will log with ``step=`` yourself. Any W&B failure becomes one
+(the losses every ``log_every`` calls; the learning rate and weight decay of every group at least every
+``lr_interval`` seconds, so every row you commit carries them and the schedule can be seen). In a run it
+started itself it also logs every range-test point (x-axis ``autolr/range_test/step``) and every training
+row, so start your run before the reporter logs if you will log with ``step=`` yourself. Any W&B failure becomes one
 :class:`~autolr.errors.AutoLRWarning` and the reporter goes quiet; training goes on. With ``local_dir`` the
 same report is also written to disk (HTML, PNG, JSON), whatever happens to W&B.
 
@@ -29,6 +30,7 @@ import netrc
 import os
 import shlex
 import tempfile
+import time
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -50,6 +52,7 @@ logger = logging.getLogger("autolr")
 _MODES = ("online", "offline", "disabled", "shared", "dryrun", "run")
 _RT = "autolr/range_test"
 _TRAIN_STEP = "autolr/train_step"
+_STICKY = ("autolr/lr/", "autolr/weight_decay/")  # values that hold between steps: sent on every owner's row
 _CURVE_COLUMNS = ["lr", "log10_lr", "loss", "smoothed_loss"]
 _DECISION_COLUMNS = ["decision", "value", "alternatives", "reason", "evidence", "step"]
 
@@ -123,6 +126,13 @@ class WandbReporter(Reporter):
         dir: directory for a run the reporter starts (``WANDB_DIR`` otherwise).
         run: a run to log into instead of ``wandb.run``; the reporter never finishes it.
         log_every: training-metric calls buffered before they are sent.
+        lr_interval: in a run somebody else steps, the latest learning rates and weight decays (every group)
+            join the owner's next row at least this often, in seconds (each send costs about 0.1 ms), so every
+            row committed at most this often carries them. Loggers that commit each row as they log it
+            (Lightning's ``WandbLogger``, Hugging Face's ``WandbCallback``, ``run.log(metrics)``) get the LR each
+            optimizer step ran at on that step's row. With ``run.log(metrics, step=s)`` W&B keeps row ``s`` open
+            until a later step arrives, so it ends up with the next optimizer step's values; the
+            ``autolr/train_step`` column on the row says which step they belong to.
         local_dir: also write ``report.html``, ``curve.png`` and ``result.json`` here.
 
     Attributes:
@@ -139,17 +149,22 @@ class WandbReporter(Reporter):
         dir: str | os.PathLike[str] | None = None,
         run: Any = None,
         log_every: int = 50,
+        lr_interval: float = 0.1,
         local_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         if mode is not None and mode not in _MODES:
             raise ConfigurationError(f"mode must be one of {_MODES} or None (let W&B decide), got {mode!r}")
         if isinstance(log_every, bool) or not isinstance(log_every, int) or log_every < 1:
             raise ConfigurationError(f"log_every must be an int >= 1 (calls per batch), got {log_every!r}")
+        if isinstance(lr_interval, bool) or not isinstance(lr_interval, (int, float)) or not lr_interval >= 0:
+            raise ConfigurationError(f"lr_interval must be a number of seconds >= 0, got {lr_interval!r}")
         init = {"project": project, "name": name, "tags": list(tags) or None, "dir": dir}
         self._init_kwargs = {k: (str(v) if k == "dir" else v) for k, v in init.items() if v is not None}
         self._mode = mode
         self._run = run
         self.log_every = log_every
+        self.lr_interval = float(lr_interval)
+        self._lr_sent = -math.inf
         self.owns_run = False
         self._off = False
         self._local = LocalReportReporter(local_dir) if local_dir is not None else None
@@ -198,6 +213,12 @@ class WandbReporter(Reporter):
         self._rows.append(row)
         if len(self._rows) >= self.log_every:
             self._guarded("logging training metrics", self._flush)
+        elif not self.owns_run and self._run is not None and any(k.startswith(_STICKY) for k in row):
+            now = time.monotonic()
+            if now - self._lr_sent >= self.lr_interval:
+                self._lr_sent = now
+                sticky = {k: v for k, v in row.items() if k.startswith(_STICKY) or k == _TRAIN_STEP}
+                self._guarded("logging learning rates", self._send_partial, sticky)
 
     def close(self) -> None:
         if self._local is not None:
@@ -335,13 +356,21 @@ class WandbReporter(Reporter):
                 run.summary[f"autolr/decision/{d.name}/step"] = d.step
         run.log({"autolr/decisions": self._decisions_table(wandb)}, commit=False)
 
+    def _send_partial(self, run: Any, row: dict[str, float]) -> None:
+        """Join ``row`` to the owner's next row (never commits, never passes ``step=``)."""
+        self._define_rows(run, [row])
+        run.log(row, commit=False)
+
+    def _define_rows(self, run: Any, rows: list[dict[str, float]]) -> None:
+        self._define(run, _TRAIN_STEP)
+        for key in {k for row in rows for k in row} - {_TRAIN_STEP}:
+            self._define(run, key, step_metric=_TRAIN_STEP)
+
     def _flush(self, run: Any) -> None:
         rows, self._rows = self._rows, []
         if not rows:
             return
-        self._define(run, _TRAIN_STEP)
-        for key in {k for row in rows for k in row} - {_TRAIN_STEP}:
-            self._define(run, key, step_metric=_TRAIN_STEP)
+        self._define_rows(run, rows)
         if self.owns_run:
             for row in rows:
                 run.log(row)

@@ -53,8 +53,9 @@ class TestAutoSchedule:
     def test_warmup_is_ceil_of_five_percent(self, total, warmup):
         p = plan(total_steps=total)
         assert p.decision("schedule").evidence["warmup_steps"] == warmup
-        if warmup:
-            assert p.schedule(0) == 0.0 and p.schedule(warmup) == 1.0
+        if warmup:  # the first step already learns: step t of the warmup runs at (t + 1) / (warmup + 1)
+            assert p.schedule(0) == pytest.approx(1 / (warmup + 1)) and p.schedule(0) > 0
+            assert p.schedule(warmup - 1) == pytest.approx(warmup / (warmup + 1)) and p.schedule(warmup) == 1.0
         else:
             assert p.schedule == CosineDecay(1)
 

@@ -330,14 +330,18 @@ def test_observe_does_not_read_every_step(monkeypatch: pytest.MonkeyPatch) -> No
     ],
 )
 def test_bad_input_raises_before_any_change(kwargs: dict, lr_find_kwargs: dict, match: str) -> None:
+    """A bad AutoLR argument changes nothing; a bad lr_find argument changes nothing beyond what building the
+    AutoLR did (its documented weight-decay split), and no optimizer step runs."""
     model = tasks.BNDropoutNet()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     before = tasks.full_state(model, opt)
     steps = []
     opt.register_step_pre_hook(lambda *_: steps.append(1))
     with pytest.raises(ConfigurationError, match=match):
-        AutoLR(model, opt, progress=False, **kwargs).lr_find(tasks.loader(), nn.CrossEntropyLoss(), **lr_find_kwargs)
-    assert not steps and len(opt.param_groups) == 1
+        tuner = AutoLR(model, opt, progress=False, **kwargs)
+        before = tasks.full_state(model, opt)  # reached only when the AutoLR arguments were fine
+        tuner.lr_find(tasks.loader(), nn.CrossEntropyLoss(), **lr_find_kwargs)
+    assert not steps
     tasks.assert_same_state(before, tasks.full_state(model, opt))
 
 
@@ -363,7 +367,7 @@ def test_lr_find_twice_is_refused() -> None:
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     tuner = AutoLR(model, opt, schedule="constant", weight_decay=None, progress=False)
     tuner.lr_find(tasks.loader(), nn.CrossEntropyLoss(), total_steps=10, num_steps=20)
-    with pytest.raises(autolr.StateError, match="already applied"):
+    with pytest.raises(autolr.StateError, match="already has a plan"):
         tuner.lr_find(tasks.loader(), nn.CrossEntropyLoss(), total_steps=10)
 
 

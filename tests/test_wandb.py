@@ -306,6 +306,46 @@ def test_autolr_tuner_logs_plan_lrs_and_losses_end_to_end(wandb_dir):
     names = data.config["autolr"]["decisions"]
     assert names["schedule"]["value"] == "onecycle" and names["lr"]["value"] == pytest.approx(plan.peak_lr)
     lrs = [v for v in data.values("autolr/lr/group0") if v is not None]
-    assert len(lrs) == 8 and lrs == pytest.approx([plan.lrs[0] * plan.schedule(t) for t in range(1, 9)])
+    # the value at autolr/train_step t is the LR the t-th optimizer step ran at
+    assert len(lrs) == 8 and lrs == pytest.approx([plan.lrs[0] * plan.schedule(t) for t in range(8)])
     assert next(v for v in data.values("autolr/weight_decay/group0") if v is not None) == pytest.approx(5e-4)
     assert len([v for v in data.values("autolr/train_loss") if v is not None]) == 8
+
+
+def test_every_row_of_a_user_run_carries_the_lr_of_every_group(wandb_dir):
+    """In a run the user steps, the LR trace is not one point per ``log_every`` calls: each row the user commits
+    after an optimizer step carries the LR (and weight decay) of every group that step ran at."""
+    import torch
+    from torch import nn
+
+    import autolr
+    from tests import tasks
+
+    run = wandb.init(project="users-project")
+    model = tasks.BNDropoutNet()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    tuner = autolr.AutoLR(model, opt, schedule="warmup_cosine", weight_decay="auto", progress=False,
+                          wandb={"log_every": 50, "lr_interval": 0})
+    plan = tuner.lr_find(tasks.loader(), nn.CrossEntropyLoss(), total_steps=10, num_steps=30)
+    for step, (x, y) in enumerate(tasks.batches(count=6)):
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        run.log({"loss": loss.item(), "trainer/global_step": step})  # as Lightning's and HF's loggers do
+    tuner.close()
+    assert wandb.run is run
+    run.finish()
+
+    data = read_run(find_run_dir(wandb_dir))
+    rows = [r for r in data.history if "loss" in r]
+    assert [r["_step"] for r in rows] == list(range(6))
+    groups = len(opt.param_groups)
+    assert groups == 2  # decayed weights, undecayed biases and norms
+    for t, row in enumerate(rows):
+        assert row["autolr/train_step"] == t + 1
+        for g in range(groups):
+            assert row[f"autolr/lr/group{g}"] == pytest.approx(plan.lrs[g] * plan.schedule(t))
+        assert row["autolr/weight_decay/group0"] == pytest.approx(0.05)
+        assert row["autolr/weight_decay/group1"] == 0.0
+    assert rows[0]["autolr/lr/group0"] > 0  # the warmup's first step already learns
