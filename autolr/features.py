@@ -1,5 +1,5 @@
-"""Range-test curve -> :class:`Features`: what every suggestion rule reads. Pure numpy/scipy (scipy imported
-lazily); never imports torch. The x axis is always log10 LR.
+"""Range-test curve -> :class:`Features`: what every suggestion rule reads. Pure numpy (the median and
+Savitzky-Golay filters are bitwise ports of scipy's); never imports torch. The x axis is always log10 LR.
 
 :func:`analyse` works in five steps:
 
@@ -127,6 +127,82 @@ def _crossing(x: np.ndarray, s: np.ndarray, j: int, level: float) -> float:
     return float(x[j - 1] + min(max(t, 0.0), 1.0) * (x[j] - x[j - 1]))
 
 
+# numpy ports of what analyse() used from scipy and numpy, operation for operation, so the results are bitwise the
+# same (tests/test_suggest.py checks them against scipy and numpy): importing scipy.signal took about 1.2 s of a
+# first lr_find call, and the first np.median or np.percentile imports numpy.ma (about 40 ms).
+
+
+def _median(a: np.ndarray) -> float:
+    """``float(np.median(a))`` of a non-empty 1-d array."""
+    s = np.sort(a)
+    if np.isnan(s[-1]):  # sorted last; np.median gives NaN then
+        return math.nan
+    mid = s.size // 2
+    return float(s[mid]) if s.size % 2 else float((s[mid - 1] + s[mid]) / 2)
+
+
+def _percentile_range(a: np.ndarray, low: float, high: float) -> float:
+    """``float(np.ptp(np.percentile(a, [low, high])))`` of a non-empty 1-d array (linear interpolation)."""
+    s = np.sort(a)
+    if np.isnan(s[-1]):
+        return math.nan
+    out = []
+    for q in (low / 100, high / 100):
+        at = (s.size - 1) * q  # numpy's virtual index, neighbours and _lerp
+        i, j = (-1, -1) if at >= s.size - 1 else (math.floor(at), math.floor(at) + 1)
+        t, a0, b0 = at - i, s[i], s[j]
+        diff = b0 - a0
+        out.append(b0 - diff * (1 - t) if t >= 0.5 else a0 + diff * t)
+    return float(max(out) - min(out))
+
+
+def _median_filter5(y: np.ndarray) -> np.ndarray:
+    """``scipy.ndimage.median_filter(y, size=5, mode="nearest")`` of a 1-d array."""
+    padded = np.concatenate((np.repeat(y[:1], 2), y, np.repeat(y[-1:], 2)))
+    return np.partition(np.lib.stride_tricks.sliding_window_view(padded, 5), 2, axis=1)[:, 2]
+
+
+def _savgol_coeffs(w: int, deriv: int = 0, delta: float = 1.0) -> np.ndarray:
+    """``scipy.signal.savgol_coeffs(w, 2, deriv, delta)`` for an odd window ``w`` (convolution order)."""
+    x = np.arange(w // 2, -(w // 2) - 1, -1, dtype=float)
+    rhs = np.zeros(3)
+    rhs[deriv] = math.factorial(deriv) / delta**deriv
+    return np.linalg.lstsq(x ** np.arange(3.0)[:, None], rhs, rcond=np.finfo(float).eps * w)[0]
+
+
+def _savgol_filter(y: np.ndarray, w: int, deriv: int = 0, delta: float = 1.0) -> np.ndarray:
+    """``scipy.signal.savgol_filter(y, w, 2, deriv=deriv, delta=delta, mode="interp")`` for an odd ``5 <= w <=
+    len(y)``: the interior is ``scipy.ndimage.convolve1d`` (zero padding) with its summation order, each end the
+    quadratic fitted to the first or last ``w`` points."""
+    n, half, eps = y.size, w // 2, np.finfo(float).eps
+    fw = _savgol_coeffs(w, deriv, delta)[::-1]  # correlation weights, centre at fw[half]
+    padded = np.concatenate((np.zeros(half), y, np.zeros(half)))
+    upper, lower = fw[half + 1 :], fw[half - 1 :: -1]
+    symmetric = bool(np.all(np.abs(upper - lower) <= eps))
+    if symmetric or np.all(np.abs(upper + lower) <= eps):  # ndimage's (anti)symmetric loop
+        out = y * fw[half]
+        for j in range(-half, 0):
+            left, right = padded[half + j : half + j + n], padded[half - j : half - j + n]
+            out += (left + right if symmetric else left - right) * fw[half + j]
+    else:  # its general loop
+        out = padded[2 * half :] * fw[2 * half]
+        for j in range(-half, half):
+            out += padded[half + j : half + j + n] * fw[half + j]
+    t = np.arange(w, dtype=float)  # the ends: scipy's polyfit (scaled Vandermonde, lstsq) and polyval
+    lhs = t[:, None] ** np.arange(2.0, -1.0, -1.0)[None, :]
+    scale = np.sqrt(np.sum(lhs * lhs, axis=0))
+    lhs /= scale
+    for edge, at, ends in ((y[:w], t[:half], slice(0, half)), (y[n - w :], t[w - half :], slice(n - half, n))):
+        c = (np.linalg.lstsq(lhs, edge[:, None], rcond=w * eps)[0].T / scale).T
+        if deriv:
+            c = c[:-1] * np.array([[2.0], [1.0]])
+        v = np.zeros((half, 1))
+        for k in range(c.shape[0]):
+            v = v * at[:, None] + c[k, ...]
+        out[ends] = (v / delta**deriv).reshape(half)
+    return out
+
+
 def analyse(lrs: ArrayLike, losses: ArrayLike) -> Features:
     """Read the features every strategy uses off a range-test curve (see the module docstring for the steps).
 
@@ -137,9 +213,6 @@ def analyse(lrs: ArrayLike, losses: ArrayLike) -> Features:
     Raises:
         ValueError: when the lengths differ or the learning rates are not increasing.
     """
-    from scipy.ndimage import median_filter
-    from scipy.signal import savgol_coeffs, savgol_filter
-
     lr, loss = np.asarray(lrs, dtype=float).ravel(), np.asarray(losses, dtype=float).ravel()
     if lr.shape != loss.shape:
         raise ValueError(f"lrs and losses must have the same length, got {lr.size} and {loss.size}")
@@ -157,25 +230,25 @@ def analyse(lrs: ArrayLike, losses: ArrayLike) -> Features:
     y = np.interp(x, np.log10(lr[ok]), loss[ok])
     dx = float(x[1] - x[0])
     w = max(5, min(round(WINDOW_DECADES / dx), m // 4) // 2 * 2 + 1)
-    p = median_filter(y, size=5, mode="nearest")
-    start = float(np.median(y[:w]))
+    p = _median_filter5(y)
+    start = _median(y[:w])
     i_p = int(np.argmin(p))
     d0 = start - float(p[i_p])
     gone = np.flatnonzero(p[i_p:] > start + d0)  # the loss came back above start + drop: blow-up, not noise
     stop = max(i_p + int(gone[0]) if gone.size else m, min(m, MIN_POINTS))
-    sigma = 1.4826 * float(np.median(np.abs(np.diff(y[:stop], 2)))) / math.sqrt(6.0)
-    sigma = max(sigma, 1e-9 * float(np.ptp(np.percentile(y[:stop], [5, 95]))))  # >= 90% equal values: flat
+    sigma = 1.4826 * _median(np.abs(np.diff(y[:stop], 2))) / math.sqrt(6.0)
+    sigma = max(sigma, 1e-9 * _percentile_range(y[:stop], 5, 95))  # >= 90% equal values: flat
     cap = float(p[i_p]) + 2.0 * max(d0, 3.0 * sigma)
     over = np.flatnonzero(p[i_p:] > cap)  # past the blow-up: left out like NaN, so the smoother cannot ring
     end = max(i_p + int(over[0]) if over.size else m, min(m, MIN_POINTS))
     w = min(w, (end - 1) // 2 * 2 + 1)
     y_clean = np.minimum(np.maximum(y, p - 3 * sigma), np.minimum(p + 3 * sigma, cap))[:end]
-    s = savgol_filter(y_clean, w, 2, mode="interp")
-    g = savgol_filter(y_clean, w, 2, deriv=1, delta=dx, mode="interp")
-    sigma_s = sigma * float(np.linalg.norm(savgol_coeffs(w, 2)))
+    s = _savgol_filter(y_clean, w)
+    g = _savgol_filter(y_clean, w, deriv=1, delta=dx)
+    sigma_s = sigma * float(np.linalg.norm(_savgol_coeffs(w)))
     i_min = int(np.argmin(s))
     before = np.flatnonzero(s[: i_min + 1] >= start - 0.1 * (start - s[i_min]))  # the plateau before the descent
-    start = float(np.median(y[: max(w, int(before[-1]) + 1 if before.size else 0)]))
+    start = _median(y[: max(w, int(before[-1]) + 1 if before.size else 0)])
     drop = start - float(s[i_min])
     snr = drop / sigma_s if sigma_s > 0 else 0.0
     level = float(s[i_min]) + max(0.5 * drop, MIN_SNR * sigma_s)

@@ -1,4 +1,4 @@
-"""Curve -> learning-rate suggestion. Pure numpy/scipy (imported lazily); never imports torch.
+"""Curve -> learning-rate suggestion. Pure numpy; never imports torch.
 
 Every rule reads the same :class:`~autolr.features.Features`, computed once by :func:`~autolr.features.analyse`
 (resampling, noise, outlier clipping, zero-phase smoothing, then the start level, minimum, drop, descent and

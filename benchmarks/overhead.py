@@ -1,13 +1,15 @@
 """What the range test costs on the device it runs on: step time, snapshot and restore, host syncs.
 
 Three workloads (a small MLP, a ResNet-style CNN, a stack of transformer blocks: 100M+ parameters on CUDA, small
-on the CPU), each trained with AdamW, are measured three ways:
+on the CPU), each trained with AdamW, are measured three ways, then the whole call in fresh processes:
 
 1. **Step overhead.** The per-step time of the range test's sweep (``result.curve.wall_time``, which times the
    sweep loop only: no snapshot, restore or analysis) against a bare training loop doing the same steps on the
    same model and batches (``zero_grad``, forward, loss, backward, ``step``; timed to a device synchronize).
-   Both run in this process, interleaved (bare, test, test, bare, ...), from the same state (a snapshot restores
-   it after each run); medians over the repetitions. Target on a GPU: range-test step <= 1.03x the bare step.
+   Two sweeps: autolr running the step (``loss_fn=``) and autolr delegating it (``train_step=``, the bare
+   loop's body as the user's step). All three run in this process, interleaved (rotated order each
+   repetition), from the same state (a snapshot restores it after each run); medians over the repetitions.
+   Target on a GPU: range-test step <= 1.03x the bare step, with either way of giving the step.
 2. **Snapshot and restore** (``Snapshot.take`` + ``restore`` with AdamW state, CPU and disk storage): time, peak
    extra GPU memory (``torch.cuda.max_memory_allocated`` above what was allocated before) and host memory (RSS
    held after the take, and peak RSS, from ``/proc/self/status``; the peak is reset through
@@ -19,14 +21,19 @@ on the CPU), each trained with AdamW, are measured three ways:
    ``torch.cuda.set_sync_debug_mode("warn")`` and its warnings are counted (target 0 per step); the deferred loss
    read (an event recorded a whole check earlier, then waited on) is counted apart. On both devices the host
    reads (``Tensor.item/.cpu/.tolist/.numpy``) are counted; the bare loop is measured the same way.
+4. **Whole call** (``--whole-call N`` fresh processes, default 5; 3 with ``--quick`` or on CUDA; 0 skips it): what
+   a new user's first ``lr_find`` costs, one-off imports and setup included. Each process times ``import torch``,
+   ``import autolr``, a first and a second ``lr_find`` (small MLP, 100 steps) and the bare loop over the same
+   steps; fixed cost = whole call - sweep. See :func:`measure_whole_call`.
 
 Usage::
 
     python benchmarks/overhead.py --device cpu --quick --out out/overhead.json
     python benchmarks/overhead.py --device cuda --out out/overhead.json
+    python benchmarks/overhead.py --device cpu --whole-call-only --out out/whole_call.json
 
 It prints markdown tables and writes everything, with the environment, as JSON to ``--out``. The exit status is
-1 when a workload failed (its error is in the JSON and on stderr), 0 otherwise.
+1 when a workload (or the whole-call part) failed (its error is in the JSON and on stderr), 0 otherwise.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ import math
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 import traceback
@@ -57,6 +65,7 @@ from autolr.snapshot import Snapshot
 Batch = tuple[torch.Tensor, torch.Tensor]
 WARM_STEPS = 4  # the steady state starts at this step (1-based)
 MiB = 2**20
+ROOT = Path(__file__).resolve().parents[1]  # the repository whose autolr the whole-call subprocesses import
 
 
 # -- workloads ------------------------------------------------------------------------------------------------
@@ -86,6 +95,15 @@ class Workload:
 
     def loss(self, batch: Batch) -> torch.Tensor:
         return self.loss_fn(self.model(batch[0]), batch[1])
+
+    def train_step(self, batch: Batch) -> torch.Tensor:
+        """A user's whole training step, the bare loop's body, for ``lr_find(train_step=...)``."""
+        self.optimizer.zero_grad(set_to_none=True)
+        with self.autocast():
+            loss = self.loss(batch)
+        loss.backward()
+        self.optimizer.step()
+        return loss
 
 
 class BasicBlock(nn.Module):
@@ -282,6 +300,7 @@ def bare_loop(work: Workload, steps: int, on_step: Callable[[int], None] | None 
 def range_test(work: Workload, steps: int, **kwargs: Any) -> tuple[autolr.LRFindResult, float]:
     """One ``lr_find`` over ``steps`` steps at LRs too small to diverge; returns the result and its total time."""
     kwargs.setdefault("loss_fn", work.loss_fn)
+    kwargs.setdefault("autocast_dtype", work.autocast_dtype)
     start = time.perf_counter()
     result = autolr.lr_find(
         work.model,
@@ -293,7 +312,6 @@ def range_test(work: Workload, steps: int, **kwargs: Any) -> tuple[autolr.LRFind
         divergence_factor=1e6,
         check_every=4,
         progress=False,
-        autocast_dtype=work.autocast_dtype,
         **kwargs,
     )
     total = time.perf_counter() - start
@@ -333,15 +351,22 @@ class StepClock:
         self._handle.remove()
 
 
+RUNS = ("bare", "sweep", "train_step")  # the bare loop; lr_find running the step (loss_fn); lr_find(train_step=)
+
+
 def measure_overhead(work: Workload, steps: int, reps: int) -> dict[str, Any]:
     """Per-step time of the sweep vs the bare loop: interleaved runs from the same state, medians over ``reps``.
 
-    Three clocks: synchronized wall time per step (the sweep's ``curve.wall_time``, the bare loop's total; the
-    measure on CUDA), wall time between step ends, and process CPU time between step ends (the measure on CPU).
+    Two sweeps are measured: autolr running the step (``loss_fn``, as the rest of this benchmark) and autolr
+    delegating it (``train_step=``: the bare loop's body as the user's step; autolr sets the LR, zeroes the
+    gradients and reads the loss). Each repetition runs the three in a rotated order (bare, sweep, train_step;
+    then sweep, train_step, bare; ...; reversed every other round). Three clocks: synchronized wall time per
+    step (the sweep's ``curve.wall_time``, the bare loop's total; the measure on CUDA), wall time between step
+    ends, and process CPU time between step ends (the measure on CPU).
     """
     cuda = work.device.type == "cuda"
-    times: dict[str, dict[str, list[float]]] = {k: {"sync": [], "wall": [], "cpu": []} for k in ("bare", "sweep")}
-    totals: list[float] = []
+    times: dict[str, dict[str, list[float]]] = {k: {"sync": [], "wall": [], "cpu": []} for k in RUNS}
+    totals: dict[str, list[float]] = {"sweep": [], "train_step": []}
     clock = StepClock(work.optimizer)
 
     def run(kind: str) -> None:
@@ -350,27 +375,29 @@ def measure_overhead(work: Workload, steps: int, reps: int) -> dict[str, Any]:
             with Snapshot.take(work.model, work.optimizer):  # the same starting state every time
                 sync = bare_loop(work, steps) / steps
         else:
-            result, total = range_test(work, steps)
+            delegated = {"loss_fn": None, "autocast_dtype": None, "train_step": work.train_step}
+            result, total = range_test(work, steps, **(delegated if kind == "train_step" else {}))
             sync = result.curve.wall_time / steps
-            totals.append(total)
+            totals[kind].append(total)
         wall, cpu = clock.take()
         for key, value in (("sync", sync), ("wall", wall), ("cpu", cpu)):
             times[kind][key].append(value)
 
     try:
-        run("bare"), run("sweep")  # warm-up: allocator, kernels, lazy imports
-        for series in times.values():
+        for kind in RUNS:  # warm-up: allocator, kernels, lazy imports
+            run(kind)
+        for series in (*times.values(), totals):
             for values in series.values():
                 values.clear()
-        totals.clear()
         for r in range(reps):
-            for kind in ("bare", "sweep") if r % 2 == 0 else ("sweep", "bare"):
+            order = RUNS[r % 3 :] + RUNS[: r % 3]
+            for kind in order if (r // 3) % 2 == 0 else order[::-1]:
                 run(kind)
     finally:
         clock.remove()
     med = {kind: {key: _median(v) for key, v in series.items()} for kind, series in times.items()}
     primary = "sync" if cuda else "cpu"
-    return {
+    out: dict[str, Any] = {
         "workload": work.name,
         "params": work.params,
         "notes": work.notes,
@@ -378,14 +405,19 @@ def measure_overhead(work: Workload, steps: int, reps: int) -> dict[str, Any]:
         "reps": reps,
         "clock": "synchronized wall time" if cuda else "process CPU time between step ends",
         "bare_step_ms": 1e3 * med["bare"][primary],
-        "range_test_step_ms": 1e3 * med["sweep"][primary],
-        "ratio": med["sweep"][primary] / med["bare"][primary],
-        "ratio_sync_wall": med["sweep"]["sync"] / med["bare"]["sync"],
-        "ratio_step_wall": med["sweep"]["wall"] / med["bare"]["wall"],
-        "ratio_step_cpu": med["sweep"]["cpu"] / med["bare"]["cpu"],
-        "lr_find_total_s": _median(totals),
-        "per_run_ms": {k: {c: [1e3 * x for x in v] for c, v in series.items()} for k, series in times.items()},
     }
+    for kind, prefix in (("sweep", ""), ("train_step", "train_step_")):
+        out.update({
+            f"{prefix or 'range_test_'}step_ms": 1e3 * med[kind][primary],
+            f"{prefix}ratio": med[kind][primary] / med["bare"][primary],
+            f"{prefix}ratio_sync_wall": med[kind]["sync"] / med["bare"]["sync"],
+            f"{prefix}ratio_step_wall": med[kind]["wall"] / med["bare"]["wall"],
+            f"{prefix}ratio_step_cpu": med[kind]["cpu"] / med["bare"]["cpu"],
+            f"{prefix}lr_find_total_s": _median(totals[kind]),
+        })  # fmt: skip
+    out["train_step_over_range_test"] = med["train_step"][primary] / med["sweep"][primary]
+    out["per_run_ms"] = {k: {c: [1e3 * x for x in v] for c, v in series.items()} for k, series in times.items()}
+    return out
 
 
 # -- 2. snapshot and restore ------------------------------------------------------------------------------------
@@ -597,6 +629,135 @@ def measure_syncs(work: Workload, steps: int) -> dict[str, Any]:
     return out
 
 
+# -- 4. the whole call, in a fresh process ---------------------------------------------------------------------
+
+# Run as `python -c WHOLE_CALL_CHILD CONFIG` in the repository root (so it imports that autolr), one fresh
+# process per run: a new user's script. It prints one JSON line.
+WHOLE_CALL_CHILD = r"""
+import json, sys, time
+
+cfg = json.loads(sys.argv[1])
+clock = lambda: (time.perf_counter(), time.process_time())
+t0 = clock()
+import torch
+t1 = clock()
+import autolr
+t2 = clock()
+from torch import nn
+
+if cfg["threads"]:
+    torch.set_num_threads(cfg["threads"])
+device, steps = torch.device(cfg["device"]), cfg["steps"]
+sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+torch.manual_seed(0)
+g = torch.Generator().manual_seed(0)
+centers = torch.randn(10, 32, generator=g)
+batches = []
+for _ in range(16):
+    y = torch.randint(0, 10, (32,), generator=g)
+    batches.append(((centers[y] + torch.randn(32, 32, generator=g)).to(device), y.to(device)))
+model = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 10)).to(device)
+loss_fn = nn.CrossEntropyLoss()
+optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)  # torch imports torch._dynamo here (its own cost)
+sync()
+t3 = clock()
+
+
+def call():
+    before = set(sys.modules)
+    w0, c0 = clock()
+    result = autolr.lr_find(
+        model, optimizer, batches, loss_fn=loss_fn, num_steps=steps, divergence_factor=1e6, progress=True
+    )
+    sync()
+    w1, c1 = clock()
+    new = sorted(set(sys.modules) - before)
+    curve = result.curve
+    return {
+        "whole_s": w1 - w0, "whole_cpu_s": c1 - c0, "sweep_s": curve.wall_time, "points": len(curve),
+        "optimizer_steps": len(curve) + curve.skipped_steps, "lr": result.suggestion.lr,
+        "new_modules": len(new), "new_packages": sorted({m.split(".")[0] for m in new}),
+    }
+
+
+first = call()
+second = call()
+sync()
+b0 = clock()
+for i in range(first["optimizer_steps"]):  # the same steps, model, optimizer and batches, no autolr
+    optimizer.zero_grad(set_to_none=True)
+    loss = loss_fn(model(batches[i % len(batches)][0]), batches[i % len(batches)][1])
+    loss.backward()
+    optimizer.step()
+sync()
+b1 = clock()
+print(json.dumps({
+    "import_torch_s": t1[0] - t0[0], "import_autolr_s": t2[0] - t1[0], "import_autolr_cpu_s": t2[1] - t1[1],
+    "setup_s": t3[0] - t2[0], "first": first, "second": second, "bare_s": b1[0] - b0[0],
+    "bare_cpu_s": b1[1] - b0[1], "autolr_file": autolr.__file__, "threads": torch.get_num_threads(),
+}))
+"""
+
+
+def measure_whole_call(device: torch.device, runs: int, steps: int = 100) -> dict[str, Any]:
+    """The cost of a whole ``lr_find`` call, one-off imports and setup included, in ``runs`` fresh processes.
+
+    Each process imports torch then autolr, builds a small MLP (32-64-10, batch 32, AdamW) and its batches on
+    ``device``, then times a first ``lr_find`` call (defaults, but ``progress=True``: the bar is drawn, as in a
+    terminal, though stderr is a pipe here; ``divergence_factor=1e6`` so that it sweeps all ``steps`` steps:
+    validation, snapshot, sweep, restore, analysis, summary), a second call, and the bare loop over the same
+    steps. Fixed cost = whole call - sweep (``curve.wall_time``).
+    Medians over the processes.
+    """
+    cfg = {"device": device.type, "threads": torch.get_num_threads() if device.type == "cpu" else 0, "steps": steps}
+    rows: list[dict[str, Any]] = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        proc = subprocess.run(
+            [sys.executable, "-c", WHOLE_CALL_CHILD, json.dumps(cfg)],
+            cwd=ROOT, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        elapsed = time.perf_counter() - start
+        if proc.returncode != 0:
+            raise RuntimeError(f"whole-call process exited with {proc.returncode}: {proc.stderr[-2000:]}")
+        row = json.loads(proc.stdout.strip().splitlines()[-1])
+        if not Path(row["autolr_file"]).resolve().is_relative_to(ROOT):
+            raise RuntimeError(f"the whole-call process imported {row['autolr_file']}, not the autolr in {ROOT}")
+        row["process_s"] = elapsed
+        for call in ("first", "second"):
+            c = row[call]
+            c["fixed_s"] = c["whole_s"] - c["sweep_s"]
+            c["over_bare"] = c["whole_s"] / row["bare_s"]
+        rows.append(row)
+
+    def med(get: Callable[[dict[str, Any]], float]) -> float:
+        return _median([get(r) for r in rows])
+
+    out: dict[str, Any] = {
+        "runs": runs,
+        "steps": steps,
+        "device": device.type,
+        "threads": rows[0]["threads"],
+        "model": "MLP 32-64-10, batch 32, AdamW, CrossEntropyLoss",
+        "call": f"lr_find(model, optimizer, batches, loss_fn=..., num_steps={steps}, divergence_factor=1e6, "
+        "progress=True)",
+        "import_torch_s": med(lambda r: r["import_torch_s"]),
+        "import_autolr_s": med(lambda r: r["import_autolr_s"]),
+        "setup_s": med(lambda r: r["setup_s"]),
+        "bare_s": med(lambda r: r["bare_s"]),
+        "process_s": med(lambda r: r["process_s"]),
+        "optimizer_steps": rows[0]["first"]["optimizer_steps"],
+        "first_call_new_modules": med(lambda r: r["first"]["new_modules"]),
+        "first_call_new_packages": rows[0]["first"]["new_packages"],
+        "suggested_lr": rows[0]["first"]["lr"],
+        "per_run": rows,
+    }
+    for call in ("first", "second"):
+        for key in ("whole_s", "whole_cpu_s", "sweep_s", "fixed_s", "over_bare"):
+            out[f"{call}_{key}"] = med(lambda r, c=call, k=key: r[c][k])
+    return out
+
+
 # -- report ---------------------------------------------------------------------------------------------------
 
 
@@ -606,23 +767,30 @@ def _fmt_bytes(n: int | None) -> str:
     return f"{n / MiB:.1f} MiB" if abs(n) >= MiB else f"{n} B"
 
 
-def markdown(report: dict[str, Any]) -> str:
-    """The three tables of a report."""
-    env, cuda = report["environment"], report["environment"]["device_kind"] == "cuda"
-    lines = [f"### autolr overhead on {env['device_name']} (torch {env['torch']}, {env['threads']} threads)", ""]
+def _workload_markdown(report: dict[str, Any], cuda: bool) -> list[str]:
+    """The three tables of the workloads: step overhead, snapshot and restore, host syncs."""
+    lines: list[str] = []
     clock = report["overhead"][0]["clock"] if report["overhead"] else ""
     lines += [f"Step times: medians of {clock}.", ""]
     lines += [
         "| workload | params | setup | bare step (ms) | range-test step (ms) | ratio | wall-clock ratio | "
-        "lr_find total (s) |",
-        "|---|---:|---|---:|---:|---:|---:|---:|",
+        "train_step= step (ms) | ratio | wall-clock ratio | lr_find total (s) |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in report["overhead"]:
         lines.append(
             f"| {row['workload']} | {row['params'] / 1e6:.1f}M | {row['notes']} | {row['bare_step_ms']:.2f} | "
             f"{row['range_test_step_ms']:.2f} | {row['ratio']:.3f} | {row['ratio_sync_wall']:.3f} | "
-            f"{row['lr_find_total_s']:.2f} |"
+            f"{row['train_step_step_ms']:.2f} | {row['train_step_ratio']:.3f} | "
+            f"{row['train_step_ratio_sync_wall']:.3f} | {row['lr_find_total_s']:.2f} |"
         )
+    if report["overhead"]:
+        lines += [
+            "",
+            "range-test step: autolr runs the step (`loss_fn=`); train_step= step: `lr_find(train_step=...)` with "
+            "the bare loop's body as the user's step. Ratios are to the bare step; lr_find total is the `loss_fn=` "
+            "call's (snapshot, sweep, restore, analysis).",
+        ]
     lines += [
         "",
         "| workload | storage | state | take (ms) | restore (ms) | first take+restore (ms) | "
@@ -663,6 +831,46 @@ def markdown(report: dict[str, Any]) -> str:
                 f"| {row['workload']} | {row['range_test_host_reads_per_step']:.3f} | "
                 f"{row['bare_host_reads_per_step']:.3f} | {added:.3f} | {row['steps_counted']} |"
             )
+    return lines
+
+
+def _whole_call_markdown(w: dict[str, Any]) -> list[str]:
+    """The whole-call table."""
+    rows = [
+        ("import torch", f"{w['import_torch_s']:.3f} s"),
+        ("import autolr (after torch)", f"{w['import_autolr_s']:.3f} s"),
+        ("model, optimizer and batches (torch's AdamW imports torch._dynamo)", f"{w['setup_s']:.3f} s"),
+        ("first lr_find call, whole", f"{w['first_whole_s']:.3f} s"),
+        ("  of which the sweep", f"{w['first_sweep_s']:.3f} s"),
+        ("  fixed cost (whole - sweep)", f"{w['first_fixed_s']:.3f} s"),
+        ("second lr_find call, whole", f"{w['second_whole_s']:.3f} s"),
+        ("  fixed cost (whole - sweep)", f"{w['second_fixed_s']:.3f} s"),
+        (f"bare loop, the same {w['optimizer_steps']} steps", f"{w['bare_s']:.3f} s"),
+        ("first call / bare loop", f"{w['first_over_bare']:.2f}x"),
+        ("second call / bare loop", f"{w['second_over_bare']:.2f}x"),
+        ("whole process (interpreter start to exit)", f"{w['process_s']:.2f} s"),
+    ]
+    packages = ", ".join(w["first_call_new_packages"]) or "none"
+    return [
+        f"Whole call in a fresh process ({w['device']}, {w['threads']} thread(s)): {w['model']}, "
+        f"`{w['call']}`; medians of {w['runs']} processes, wall-clock.",
+        "",
+        "| | median |",
+        "|---|---:|",
+        *(f"| {name} | {value} |" for name, value in rows),
+        "",
+        f"The first call imported {w['first_call_new_modules']:.0f} modules (packages: {packages}).",
+    ]
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The tables of a report."""
+    env, cuda = report["environment"], report["environment"]["device_kind"] == "cuda"
+    lines = [f"### autolr overhead on {env['device_name']} (torch {env['torch']}, {env['threads']} threads)", ""]
+    if report["overhead"] or report["snapshot"] or report["syncs"]:
+        lines += _workload_markdown(report, cuda)
+    if report.get("whole_call"):
+        lines += ([] if lines[-1] == "" else [""]) + _whole_call_markdown(report["whole_call"])
     if report["errors"]:
         lines += ["", "**Errors:**"] + [f"- {e['workload']}: {e['error']}" for e in report["errors"]]
     return "\n".join(lines)
@@ -696,8 +904,9 @@ def environment(device: torch.device) -> dict[str, Any]:
     return env
 
 
-def run(device: torch.device, quick: bool, names: Sequence[str]) -> dict[str, Any]:
-    """Measure every workload in ``names``; a failing workload is recorded in ``errors`` and the rest go on."""
+def run(device: torch.device, quick: bool, names: Sequence[str], whole_call_runs: int = 0) -> dict[str, Any]:
+    """Measure every workload in ``names``, then the whole call in ``whole_call_runs`` fresh processes; a failing
+    part is recorded in ``errors`` and the rest go on."""
     cuda = device.type == "cuda"
     steps, reps = (16, 3) if quick else (48, 7)
     snapshot_reps = 2 if quick else 4
@@ -710,6 +919,7 @@ def run(device: torch.device, quick: bool, names: Sequence[str]) -> dict[str, An
             "snapshot_reps": snapshot_reps,
             "optimizer": "AdamW",
             "warm_steps": WARM_STEPS,
+            "whole_call_runs": whole_call_runs,
         },
         "targets": {
             "gpu_step_ratio_max": 1.03,
@@ -721,6 +931,7 @@ def run(device: torch.device, quick: bool, names: Sequence[str]) -> dict[str, An
         "snapshot": [],
         "plain_copy": [],
         "syncs": [],
+        "whole_call": None,
         "errors": [],
     }
     for name in names:
@@ -750,6 +961,13 @@ def run(device: torch.device, quick: bool, names: Sequence[str]) -> dict[str, An
             gc.collect()
             if cuda:
                 torch.cuda.empty_cache()
+    if whole_call_runs > 0:
+        try:
+            print(f"[overhead] whole call: {whole_call_runs} fresh processes", file=sys.stderr, flush=True)
+            report["whole_call"] = measure_whole_call(device, whole_call_runs)
+        except Exception as exc:
+            traceback.print_exc()
+            report["errors"].append({"workload": "whole-call", "error": f"{type(exc).__name__}: {exc}"})
     return report
 
 
@@ -762,14 +980,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--threads", type=int, default=None, help="torch.set_num_threads (default: 1 on the CPU, torch's on CUDA)"
     )
+    parser.add_argument(
+        "--whole-call",
+        type=int,
+        default=None,
+        metavar="N",
+        help="fresh processes timing a whole first and second lr_find call (default: 5 on the CPU, 3 with --quick "
+        "or on CUDA; 0: skip)",
+    )
+    parser.add_argument("--whole-call-only", action="store_true", help="measure the whole call only, no workloads")
     args = parser.parse_args(argv)
+    whole_call_runs = args.whole_call
+    if whole_call_runs is None:
+        whole_call_runs = 3 if args.quick or args.device == "cuda" else 5
+    if args.whole_call_only and whole_call_runs <= 0:
+        parser.error("--whole-call-only needs --whole-call N with N > 0")
     if args.device == "cuda" and not torch.cuda.is_available():
         print("error: --device cuda but torch.cuda.is_available() is False", file=sys.stderr)
         return 2
     if args.threads is not None or args.device == "cpu":
         torch.set_num_threads(args.threads or 1)
     torch.manual_seed(0)
-    report = run(torch.device(args.device), args.quick, args.workloads)
+    names = [] if args.whole_call_only else args.workloads
+    report = run(torch.device(args.device), args.quick, names, whole_call_runs)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2, allow_nan=True))
     print(markdown(report))
