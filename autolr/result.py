@@ -74,8 +74,10 @@ class LRFindResult:
             >>> LRFindResult(Curve([1e-3], [1.0]), Suggestion(0.01, "x", 1.0, "r")).apply(opt)
             [0.01]
         """
-        from .param_groups import set_lrs
+        from .param_groups import set_lrs, unwrap_optimizer, validate_param_groups
 
+        optimizer = unwrap_optimizer(optimizer)
+        validate_param_groups(optimizer)
         lrs = self.suggested_lrs()
         if lrs is None:
             warnings.warn(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 import numbers
 import warnings
@@ -16,7 +17,28 @@ from . import suggest as _suggest
 from .errors import AutoLRWarning, ConfigurationError, DataError
 from .param_groups import effective_lrs, validate_param_groups
 
-__all__ = ["check_loss", "check_step_loss", "validate_range_test", "validate_step"]
+__all__ = ["as_loss_value", "check_loss", "check_step_loss", "plain_number", "validate_context", "validate_range_test",
+           "validate_reporters", "validate_step"]
+
+
+def plain_number(value: Any) -> Any:
+    """A numpy (or other ``numbers``) scalar as a Python ``int``/``float``; lists and tuples element-wise;
+    anything else (bools, strings, None, tensors) unchanged.
+
+    Example:
+        >>> import numpy as np
+        >>> plain_number(np.int64(3)), plain_number(np.float32(0.5)), plain_number((np.float64(1e-3), 2))
+        (3, 0.5, (0.001, 2))
+        >>> plain_number(True), plain_number("auto")
+        (True, 'auto')
+    """
+    if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
+        return type(value)(plain_number(v) for v in value)
+    if isinstance(value, bool) or type(value) in (int, float) or not isinstance(value, numbers.Real):
+        if hasattr(value, "ndim") and getattr(value, "ndim", None) == 1 and not torch.is_tensor(value):
+            return [plain_number(v) for v in value.tolist()]  # a 1-D numpy array of per-group values
+        return value
+    return int(value) if isinstance(value, numbers.Integral) else float(value)
 
 
 def _check_number(name: str, value: Any, *, minimum: float | None = None, integer: bool = False) -> None:
@@ -47,6 +69,8 @@ def validate_range_test(
     keyboard_interrupt: str,
     val_batches: int,
     check_every: int,
+    *,
+    train_step_given: bool = False,
 ) -> list[float]:
     """Check every argument; return the start LR of every param group. Touches nothing."""
     if not isinstance(model, torch.nn.Module):
@@ -63,7 +87,12 @@ def validate_range_test(
         if fn is not None and not callable(fn):
             raise ConfigurationError(f"{name} must be callable, got {type(fn).__name__}")
     if loader is None or not hasattr(loader, "__iter__"):
-        raise ConfigurationError(f"loader must be an iterable of batches (e.g. a DataLoader), got {loader!r}")
+        hint = ""
+        if hasattr(loader, "__getitem__") and hasattr(loader, "__len__"):
+            hint = "; that looks like a Dataset: wrap it, e.g. DataLoader(dataset, batch_size=64, shuffle=True)"
+        raise ConfigurationError(
+            f"loader must be an iterable of batches (e.g. a DataLoader), got {type(loader).__name__}{hint}"
+        )
     with contextlib.suppress(TypeError):
         # Under torch.distributed one rank's loader may be empty while the others' are not: raising here, on
         # that rank alone, would leave the others waiting; the sweep checks every rank's data collectively.
@@ -115,13 +144,27 @@ def validate_range_test(
         raise ConfigurationError(f"method must be one of {sorted(_suggest.STRATEGIES)}, got {method!r}")
     if keyboard_interrupt not in ("raise", "stop"):
         raise ConfigurationError(f"keyboard_interrupt must be 'raise' or 'stop', got {keyboard_interrupt!r}")
-    model_params = {id(p) for p in model.parameters() if p.requires_grad}
+    all_params = list(model.parameters())
+    model_params = {id(p) for p in all_params if p.requires_grad}
     opt_params = {id(p) for g in groups for p in g["params"]}
-    if model_params and not model_params & opt_params:
+    if not all_params:
+        raise ConfigurationError(
+            f"the model ({type(model).__name__}) has no parameters, so a range test would train nothing; pass the "
+            "model the optimizer trains: lr_find(model, optimizer, loader, ...)"
+        )
+    if not model_params:
+        raise ConfigurationError(
+            f"no parameter of the model requires grad (all {len(all_params)} have requires_grad=False), so no "
+            "optimizer step can change it; unfreeze the parameters you will train (p.requires_grad_(True)) "
+            "before the range test"
+        )
+    if not model_params & opt_params:
         raise ConfigurationError(
             "the optimizer holds none of the model's trainable parameters; build it from this model, "
             "e.g. torch.optim.AdamW(model.parameters())"
         )
+    if not train_step_given:  # a train_step calls optimizer.step(closure) itself if it must
+        _check_closure_free(optimizer)
     if any("initial_lr" in g for g in groups):
         warnings.warn(
             "a learning-rate scheduler is already attached to this optimizer (param groups have 'initial_lr'). "
@@ -132,6 +175,21 @@ def validate_range_test(
             stacklevel=3,
         )
     return [float(s) for s in starts]
+
+
+def _check_closure_free(optimizer: torch.optim.Optimizer) -> None:
+    """Refuse optimizers whose ``step`` needs a closure (LBFGS) when autolr runs the step itself."""
+    try:
+        closure = inspect.signature(optimizer.step).parameters.get("closure")
+    except (TypeError, ValueError):  # no signature to read: assume an ordinary step
+        return
+    if closure is not None and closure.default is inspect.Parameter.empty:
+        raise ConfigurationError(
+            f"{type(optimizer).__name__}.step() needs a closure: it re-evaluates the loss several times per step (a "
+            "line search), so one forward/backward per learning rate cannot drive it, and its lr scales a search "
+            "rather than setting the step size (LBFGS is usually run at lr=1 with line_search_fn='strong_wolfe'). "
+            "To sweep it anyway, pass train_step= that builds the closure and calls optimizer.step(closure) itself"
+        )
 
 
 def check_loss(loss: Any) -> None:
@@ -167,6 +225,12 @@ def validate_step(
     for name, fn in (("train_step", train_step), ("backward", backward), ("autocast", autocast)):
         if fn is not None and not callable(fn):
             raise ConfigurationError(f"{name} must be callable, got {type(fn).__name__}")
+    for name, fn in (("loss_fn", loss_fn), ("compute_loss", compute_loss), ("train_step", train_step)):
+        if isinstance(fn, type):
+            raise ConfigurationError(
+                f"{name} is the class {fn.__name__}, not a function or an instance: pass {name}={fn.__name__}() "
+                "(calling the class would build a new object from your model's outputs, not a loss)"
+            )
     if autocast is not None and autocast_dtype is not None:
         raise ConfigurationError(
             "pass autocast= (a context factory, e.g. accelerator.autocast) or autocast_dtype= (e.g. torch.bfloat16), "
@@ -213,4 +277,73 @@ def check_step_loss(out: Any, device: torch.device, *, first: bool) -> torch.Ten
     raise DataError(
         f"train_step must return the loss of the step (a tensor, a number or a mapping with a 'loss' key), got "
         f"{type(out).__name__}; end your step with `return loss`"
+    )
+
+
+def validate_reporters(reporters: Any) -> list[Any]:
+    """``reporters`` as a list, each a :class:`~autolr.report.Reporter` (or an object with its four methods)."""
+    from .report import Reporter
+
+    if isinstance(reporters, (str, bytes)) or not isinstance(reporters, (list, tuple)):
+        if isinstance(reporters, Reporter):
+            raise ConfigurationError("reporters must be a list of Reporter objects; wrap it: reporters=[reporter]")
+        raise ConfigurationError(f"reporters must be a list of Reporter objects, got {type(reporters).__name__}")
+    methods = ("range_test_end", "decisions", "training_metrics", "close")
+    for i, reporter in enumerate(reporters):
+        if not isinstance(reporter, Reporter) and not all(callable(getattr(reporter, m, None)) for m in methods):
+            raise ConfigurationError(
+                f"reporters[{i}] is a {type(reporter).__name__}, not a Reporter; subclass autolr.Reporter (e.g. "
+                "autolr.integrations.wandb.WandbReporter) or give it the methods " + ", ".join(methods)
+            )
+    return list(reporters)
+
+
+def validate_context(
+    *, device: Any, scaler: Any, autocast_dtype: Any, val_loader: Any, apply: Any, progress: Any, reporters: Any
+) -> None:
+    """Check the arguments around the step (device, precision, scaler, validation loader, flags). Touches
+    nothing."""
+    if device is not None:
+        try:
+            torch.device(device)
+        except (RuntimeError, TypeError) as exc:
+            raise ConfigurationError(
+                f"device must be a torch.device or a device string such as 'cuda', 'cuda:1' or 'cpu', got {device!r}"
+            ) from exc
+    if scaler is not None and not all(callable(getattr(scaler, m, None)) for m in ("scale", "step", "update")):
+        raise ConfigurationError(
+            f"scaler must be a torch.amp.GradScaler (or an object with scale/step/update), got "
+            f"{type(scaler).__name__}; e.g. scaler=torch.amp.GradScaler('cuda')"
+        )
+    if autocast_dtype is not None and not isinstance(autocast_dtype, torch.dtype):
+        raise ConfigurationError(
+            f"autocast_dtype must be a torch.dtype such as torch.bfloat16 or torch.float16, got {autocast_dtype!r}"
+        )
+    if val_loader is not None and not hasattr(val_loader, "__iter__"):
+        raise ConfigurationError(
+            f"val_loader must be an iterable of batches (e.g. a DataLoader) or None, got {type(val_loader).__name__}"
+        )
+    if not isinstance(apply, bool):
+        raise ConfigurationError(f"apply must be True or False, got {apply!r}")
+    if progress is not None and not isinstance(progress, bool):
+        raise ConfigurationError(f"progress must be None (a bar only on a terminal), True or False, got {progress!r}")
+    validate_reporters(reporters)
+
+
+def as_loss_value(loss: Any, what: str = "loss") -> torch.Tensor:
+    """An observed loss (a scalar tensor, a Python or numpy number, or a mapping with a ``"loss"``) as a tensor;
+    a :class:`ConfigurationError` naming the problem otherwise. No host sync."""
+    if isinstance(loss, Mapping) and "loss" in loss:
+        loss = loss["loss"]
+    if torch.is_tensor(loss):
+        if loss.numel() != 1:
+            raise ConfigurationError(
+                f"{what} must be a scalar, got a tensor of shape {tuple(loss.shape)}; pass the reduced loss "
+                "(e.g. loss.mean())"
+            )
+        return loss
+    if isinstance(loss, numbers.Real) and not isinstance(loss, bool):
+        return torch.tensor(float(loss))
+    raise ConfigurationError(
+        f"{what} must be a number or a scalar tensor (or a mapping with a 'loss'), got {type(loss).__name__}"
     )
