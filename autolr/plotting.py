@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -26,10 +27,22 @@ from .report import format_lr
 if TYPE_CHECKING:
     from .result import LRFindResult
 
-__all__ = ["new_figure", "plot_curve"]
+__all__ = ["RULE_STYLES", "new_figure", "plot_curve"]
 
 _INSTALL_HINT = 'plotting needs matplotlib: pip install "torch-autolr[plot]"'
 _TITLE_REASON_CHARS = 48
+
+#: How each strategy's alternative is drawn: what the rule is (so "minimum" does not read as the loss minimum),
+#: colour and line style. The suggestion itself is the solid orange line.
+RULE_STYLES: dict[str, tuple[str, str, Any]] = {
+    "default": ("default rule", "tab:cyan", (0, (6, 2))),
+    "steepest": ("steepest-descent rule", "tab:green", "--"),
+    "minimum": ("min-loss/10 rule", "tab:purple", "-."),
+    "valley": ("valley rule", "tab:brown", ":"),
+}
+_OTHER_STYLES: tuple[tuple[str, Any], ...] = (
+    ("tab:pink", (0, (3, 1, 1, 1, 1, 1))), ("tab:olive", (0, (1, 2))), ("tab:gray", (0, (8, 2, 2, 2))),
+)
 
 
 def _require_matplotlib() -> None:
@@ -102,13 +115,17 @@ def plot_curve(result: LRFindResult, ax: Any = None, *, show_alternatives: bool 
     """Plot loss against learning rate on a log x axis, with the suggestion and the stop point marked.
 
     Draws the raw loss (light) and the smoothed loss, a vertical line and label at the suggested learning
-    rate, light dotted lines at the alternatives, and the stop point with its reason. The y axis is limited
-    to the descent and the minimum, so a diverged tail does not squash the interesting part.
+    rate, a line of its own colour and style at each alternative, labelled by what its rule is
+    (:data:`RULE_STYLES`: ``min-loss/10 rule``, ``steepest-descent rule``, ...), the loss minimum and the
+    divergence point the rules start from (triangles on the x axis, from ``evidence``), and the stop point with
+    its reason. The y axis is limited to the descent and the minimum, so a diverged tail does not squash the
+    interesting part.
 
     Args:
         result: a range-test result.
         ax: matplotlib ``Axes`` to draw on; by default a new pyplot figure (shown inline in notebooks).
-        show_alternatives: also mark what the other strategies suggested.
+        show_alternatives: also mark what the other strategies suggested, and the loss minimum and divergence
+            point they are read from.
 
     Returns:
         The matplotlib ``Axes``.
@@ -149,11 +166,20 @@ def plot_curve(result: LRFindResult, ax: Any = None, *, show_alternatives: bool 
             ax.plot([lrs[-1]], [stop_y], "x", color="tab:red", label=f"stop: {curve.stop_reason}")
 
     if show_alternatives:
+        others = itertools.cycle(_OTHER_STYLES)
         for name, value in s.alternatives.items():
-            if value is None or not math.isfinite(value) or value <= 0 or value == s.lr:
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0 or value == s.lr:
                 continue
-            label = f"{name} {format_lr(value)}"
-            ax.axvline(value, color="gray", linestyle=":", linewidth=1, alpha=0.6, label=label)
+            rule, color, style = RULE_STYLES.get(name) or (f"{name} rule", *next(others))
+            ax.axvline(value, color=color, linestyle=style, linewidth=1.3, alpha=0.85,
+                       label=f"{rule} {format_lr(value)}")
+        # what the rules read off the curve, as ticks on the x axis (the EMA drawn lags, the analysis does not)
+        marks = (("min_loss_lr", "loss minimum at", "black"), ("divergence_lr", "divergence at", "tab:red"))
+        for key, what, color in marks:
+            value = s.evidence.get(key)
+            if isinstance(value, (int, float)) and math.isfinite(value) and value > 0:
+                ax.plot([value], [0.0], "^", color=color, markersize=8, clip_on=False, zorder=5,
+                        transform=ax.get_xaxis_transform(), label=f"{what} {format_lr(value)}")
 
     if s.lr is not None and math.isfinite(s.lr) and s.lr > 0:
         label = f"suggested {format_lr(s.lr)} ({s.method})"

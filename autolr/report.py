@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +26,10 @@ from .errors import AutoLRWarning
 if TYPE_CHECKING:
     from .result import LRFindResult
 
-__all__ = ["Decision", "LoggingReporter", "Reporter", "emit_summary", "format_lr", "format_summary", "safe_report"]
+__all__ = [
+    "Decision", "LoggingReporter", "Reporter", "emit_summary", "format_lr", "format_summary", "safe_report",
+    "show_progress",
+]
 
 logger = logging.getLogger("autolr")
 
@@ -142,7 +146,10 @@ def format_summary(result: LRFindResult | None = None, decisions: Sequence[Decis
             lines.append(
                 f"  suggested lr {format_lr(s.lr)} ({s.method}, confidence {s.confidence:.2f}): {s.reason}"
             )
-        alts = ", ".join(f"{k} {format_lr(v)}" for k, v in s.alternatives.items())
+        # "minimum 5.9e-03" would read as "the loss minimum is at 5.9e-03": say what that rule is
+        alts = ", ".join(
+            f"{k}{' (min-loss/10)' if k == 'minimum' else ''} {format_lr(v)}" for k, v in s.alternatives.items()
+        )
         if alts:
             lines.append(f"  alternatives: {alts}")
     for d in decisions:
@@ -151,14 +158,27 @@ def format_summary(result: LRFindResult | None = None, decisions: Sequence[Decis
     return "\n".join(lines)
 
 
+def show_progress(progress: bool | None) -> bool:
+    """Whether a progress bar is drawn for ``progress=``: ``True`` always, ``False`` never, ``None`` (auto) only
+    where a bar renders: stderr is a terminal, or the code runs in a Jupyter kernel (notebook, lab, Colab,
+    VS Code), whose output area draws it. Redirected to a file, a pipe or a CI log, auto draws no bar, so the
+    output gets none of the carriage returns a bar redraws itself with."""
+    if progress is not None:
+        return bool(progress)
+    if "ipykernel.zmqshell" in sys.modules:
+        return True
+    try:
+        return bool(sys.stderr is not None and sys.stderr.isatty())
+    except (AttributeError, OSError, ValueError):  # a replaced or closed stream
+        return False
+
+
 def emit_summary(text: str, *, echo: bool) -> None:
     """Log ``text`` at INFO on the ``autolr`` logger; with ``echo``, also write it to stderr (through tqdm,
-    so it does not break progress bars). ``echo`` follows ``progress=``: interactive runs see the summary
-    without configuring logging."""
+    so it does not break progress bars). ``echo`` is ``progress is not False``: runs see the summary without
+    configuring logging (plain lines, fine in a log file too); ``progress=False`` keeps stderr quiet."""
     logger.info("%s", text)
     if echo and text:
-        import sys
-
         from tqdm.auto import tqdm
 
         tqdm.write(text, file=sys.stderr)

@@ -7,7 +7,8 @@ Run it with::
 A small CNN with BatchNorm learns to classify generated 12x12 "shapes" images with SGD + momentum.
 ``AutoLR`` runs the range test, picks the peak LR of a one-cycle schedule from the curve, splits the
 param groups so biases and BatchNorm get no weight decay, and steps the schedule itself after every
-optimizer step. The script prints the plan with its reasons and the LR trajectory. About a minute on CPU.
+optimizer step. The script prints the plan with its reasons (once, on stderr, right after the range test)
+and the LR trajectory. About 20 s on a 2-core CPU.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def main() -> None:
     epochs = 4
 
     tuner = autolr.AutoLR(model, optimizer, schedule="auto", weight_decay="auto")  # autolr
-    tuner.lr_find(train, loss_fn, epochs=epochs)  # autolr: range test, plan, scheduler attached
+    tuner.lr_find(train, loss_fn, epochs=epochs)  # autolr: range test, plan (printed), scheduler attached
 
     trajectory = []
     for epoch in range(epochs):
@@ -71,7 +72,7 @@ def main() -> None:
     print("\nLR trajectory (every 16th step):")
     print("  " + " ".join(f"{lr:.1e}" for lr in trajectory[::16]))
     print(f"  peak {max(trajectory):.2e} at step {trajectory.index(max(trajectory))} of {len(trajectory)}")
-    print("\n" + tuner.summary())
+    # The plan was printed once already (stderr, right after the range test); tuner.summary() returns it again.
 
 
 if __name__ == "__main__":

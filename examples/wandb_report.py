@@ -5,6 +5,10 @@
 
 Without an API key or ``WANDB_MODE`` the reporter starts the run offline and never prompts. The script prints
 where the run lives and the ``wandb sync`` command that uploads it later, plus the local report folder.
+About 12 s on a 2-core CPU.
+
+W&B is an optional extra: ``pip install -e ".[wandb]"`` (``.[dev]`` includes it). Without it the script warns
+once with the install command, logs nothing to W&B and still writes the local report.
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ def main() -> None:
                              local_dir=args.report_dir)  # fmt: skip
     result = autolr.lr_find(
         model, optimizer, loader, loss_fn=nn.CrossEntropyLoss(), num_steps=args.num_steps, reporters=[reporter]
-    )  # shows a progress bar and then the summary (suggestion, reason, alternatives) on stderr
+    )  # a progress bar (on a terminal), then the summary (suggestion, reason, alternatives) on stderr
     print(f"suggested learning rate: {result.lr}")
 
     run, sync = reporter.run, reporter.sync_command  # read these before close() finishes the run

@@ -14,6 +14,10 @@ row, so start your run before the reporter logs if you will log with ``step=`` y
 :class:`~autolr.errors.AutoLRWarning` and the reporter goes quiet; training goes on. With ``local_dir`` the
 same report is also written to disk (HTML, PNG, JSON), whatever happens to W&B.
 
+wandb is an optional extra (``pip install "torch-autolr[wandb]"``). Without it, building the reporter (or
+``AutoLR(..., wandb=True)``) warns once with that command and logging to W&B is off; training goes on, and a
+``local_dir`` report is still written.
+
 Example:
     >>> from autolr.integrations.wandb import WandbReporter
     >>> reporter = WandbReporter(project="my-project", local_dir="lr_report")          # doctest: +SKIP
@@ -23,12 +27,14 @@ Example:
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import math
 import netrc
 import os
 import shlex
+import sys
 import tempfile
 import time
 import warnings
@@ -55,6 +61,18 @@ _TRAIN_STEP = "autolr/train_step"
 _STICKY = ("autolr/lr/", "autolr/weight_decay/")  # values that hold between steps: sent on every owner's row
 _CURVE_COLUMNS = ["lr", "log10_lr", "loss", "smoothed_loss"]
 _DECISION_COLUMNS = ["decision", "value", "alternatives", "reason", "evidence", "step"]
+_INSTALL = 'pip install "torch-autolr[wandb]"'  # wandb is an extra: the core never needs it
+
+
+def _wandb_missing() -> bool:
+    """True when ``import wandb`` is bound to fail (not installed, or blocked with ``sys.modules["wandb"] = None``);
+    checked without importing it."""
+    if "wandb" in sys.modules:
+        return sys.modules["wandb"] is None
+    try:
+        return importlib.util.find_spec("wandb") is None
+    except (ImportError, ValueError):  # a broken installation: let the real import report it
+        return False
 
 
 def _credentials_configured() -> bool:
@@ -173,6 +191,8 @@ class WandbReporter(Reporter):
         self._rows: list[dict[str, float]] = []
         self._defined: set[str] = set()
         self._range_test_points = 0
+        if run is None and is_rank_zero() and _wandb_missing():
+            self._not_installed()  # say so now, not after the range test
 
     # -- public properties -----------------------------------------------------------------------------
     @property
@@ -250,6 +270,14 @@ class WandbReporter(Reporter):
         message = f"autolr: W&B {what} failed, W&B logging is off from here on{where} ({exc!r})"
         warnings.warn(message, AutoLRWarning, stacklevel=4)
 
+    def _not_installed(self) -> None:
+        if self._off:
+            return
+        self._off, self._rows = True, []
+        where = f" (the local report goes to {self._local.directory})" if self._local is not None else ""
+        message = f"autolr: wandb is not installed, so W&B logging is off{where}; to log to W&B: {_INSTALL}"
+        warnings.warn(message, AutoLRWarning, stacklevel=3)
+
     def _ensure_run(self) -> Any:
         if self._off:
             return None
@@ -261,7 +289,10 @@ class WandbReporter(Reporter):
         try:
             import wandb
         except ImportError as exc:
-            self._fail("import (pip install wandb)", exc)
+            if _wandb_missing() or getattr(exc, "name", None) == "wandb":
+                self._not_installed()
+            else:  # installed but broken (a missing dependency of its own)
+                self._fail(f"import ({_INSTALL})", exc)
             return None
         if wandb.run is not None:
             self._run = wandb.run

@@ -121,11 +121,51 @@ def test_plot_curve_log_axis_suggestion_line_and_limits():
     vertical = {line.get_label(): line.get_xdata() for line in ax.get_lines() if len(set(line.get_xdata())) == 1}
     (label,) = [k for k in vertical if k.startswith("suggested")]
     assert "3.20e-03" in label and list(vertical[label]) == [LR, LR]
-    assert {"minimum 3.00e-02", "valley 1.00e-03"} <= set(vertical)  # alternatives, the None one skipped
+    # alternatives, labelled by what the rule is (min-loss/10, not "minimum"); the None one skipped
+    assert {"min-loss/10 rule 3.00e-02", "valley rule 1.00e-03"} <= set(vertical)
+    assert "loss minimum at 3.00e-02" in [line.get_label() for line in ax.get_lines()]
     assert any("stop: diverged" in line.get_label() for line in ax.get_lines())
     bottom, top = ax.get_ylim()
     assert top < 3.0 and bottom < 1.05  # the diverged tail (3, 8, 40) is cut off, the minimum is visible
     assert "3.20e-03 suggested, confidence" in ax.get_title()
+
+
+def test_plot_curve_alternatives_have_distinct_styles_and_say_what_each_rule_is():
+    pytest.importorskip("matplotlib")
+    from autolr.plotting import new_figure, plot_curve
+    from autolr.suggest import suggest
+
+    lrs = np.geomspace(1e-7, 10, 100)
+    x = np.log10(lrs)
+    losses = 0.5 + 2 / (1 + np.exp(2 * (x + 3.5))) + np.exp(4 * (x + 0.5))
+    s = suggest(lrs, losses)
+    assert set(s.alternatives) == {"steepest", "minimum", "valley"} and s.method == "default"
+    ax = plot_curve(LRFindResult(Curve(lrs, losses), s), ax=new_figure().add_subplot())
+
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    wanted = {
+        "steepest-descent rule": s.alternatives["steepest"],
+        "min-loss/10 rule": s.alternatives["minimum"],
+        "valley rule": s.alternatives["valley"],
+    }
+    alternatives = []
+    for rule, lr in wanted.items():
+        (label,) = [k for k in lines if k.startswith(rule + " ")]
+        assert label == f"{rule} {lr:.2e}" and list(lines[label].get_xdata()) == [lr, lr]
+        alternatives.append(lines[label])
+    suggested = next(line for k, line in lines.items() if k.startswith("suggested"))
+    styles = {(line.get_color(), str(line.get_linestyle())) for line in [*alternatives, suggested]}
+    assert len(styles) == 4  # every rule its own colour and line style, none like the suggestion
+    assert len({line.get_color() for line in [*alternatives, suggested]}) == 4
+    # the loss minimum and the divergence are marked as what they are, at the LRs the analysis found
+    assert f"loss minimum at {s.evidence['min_loss_lr']:.2e}" in lines
+    assert f"divergence at {s.evidence['divergence_lr']:.2e}" in lines
+    assert s.alternatives["minimum"] == pytest.approx(s.evidence["min_loss_lr"] / 10)
+
+
+def test_summary_says_what_the_minimum_rule_is():
+    text = make_result().summary()
+    assert "minimum (min-loss/10) 3.00e-02" in text
 
 
 def test_plot_curve_of_a_flat_noisy_curve_shows_its_noise_band_and_the_low_confidence():
@@ -157,7 +197,7 @@ def test_plot_curve_without_suggestion_says_why():
     title = ax.get_title()
     assert title.startswith("LR range test: no suggestion (the loss never decreased")
     assert title.endswith("…)") and len(title) < 90
-    assert not [line for line in ax.get_lines() if line.get_label().startswith(("suggested", "minimum"))]
+    assert not [line for line in ax.get_lines() if line.get_label().startswith(("suggested", "min-loss"))]
 
 
 def test_plot_without_matplotlib_names_the_extra(monkeypatch):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import math
 import os
+import sys
 import tempfile
+import types
 import warnings
 from collections import namedtuple
 
@@ -412,6 +415,69 @@ def test_progress_bar_can_be_on(capsys: pytest.CaptureFixture[str]) -> None:
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     _find(model, opt, num_steps=10, end_lr=0.1, progress=True)
     assert "autolr range test" in capsys.readouterr().err
+
+
+class _Stderr(io.StringIO):
+    """A stand-in for sys.stderr: a terminal (``tty=True``) or a file/pipe/CI log."""
+
+    def __init__(self, tty: bool) -> None:
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+@pytest.mark.parametrize(
+    ("progress", "tty", "bar", "summary"),
+    [
+        ("default", False, False, True),  # redirected to a log: no bar (no carriage returns), the summary lines
+        ("default", True, True, True),  # a terminal: the bar
+        (None, False, False, True),
+        (True, False, True, True),  # forced on, even into a file
+        (False, True, False, False),  # off: nothing on stderr at all
+    ],
+)
+def test_progress_bar_is_drawn_only_on_a_terminal_unless_forced(
+    monkeypatch: pytest.MonkeyPatch, progress: object, tty: bool, bar: bool, summary: bool
+) -> None:
+    stderr = _Stderr(tty)
+    monkeypatch.setattr(sys, "stderr", stderr)
+    monkeypatch.delitem(sys.modules, "ipykernel.zmqshell", raising=False)
+    model = tasks.BNDropoutNet()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    kwargs = {} if progress == "default" else {"progress": progress}
+    autolr.lr_find(model, opt, tasks.loader(), loss_fn=nn.CrossEntropyLoss(), num_steps=12, end_lr=0.1, **kwargs)
+    err = stderr.getvalue()
+    assert ("\r" in err) is bar and ("autolr range test:   0%|" in err) is bar
+    assert ("autolr range test: 12 points" in err) is summary
+
+
+def test_autolr_progress_default_writes_plain_lines_into_a_log(monkeypatch: pytest.MonkeyPatch) -> None:
+    stderr = _Stderr(tty=False)
+    monkeypatch.setattr(sys, "stderr", stderr)
+    monkeypatch.delitem(sys.modules, "ipykernel.zmqshell", raising=False)
+    model = tasks.BNDropoutNet()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    tuner = autolr.AutoLR(model, opt, schedule="constant", weight_decay=None)
+    tuner.lr_find(tasks.loader(), nn.CrossEntropyLoss(), num_steps=12, end_lr=0.1)
+    err = stderr.getvalue()
+    assert "\r" not in err and "autolr plan" in err and "autolr range test: 12 points" in err
+    tuner.detach()
+
+
+def test_show_progress_auto_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    from autolr.report import show_progress
+
+    monkeypatch.delitem(sys.modules, "ipykernel.zmqshell", raising=False)
+    for tty in (False, True):
+        monkeypatch.setattr(sys, "stderr", _Stderr(tty))
+        assert show_progress(None) is tty and show_progress(True) and not show_progress(False)
+    monkeypatch.setattr(sys, "stderr", None)  # pythonw, a detached process
+    assert not show_progress(None)
+    monkeypatch.setattr(sys, "stderr", _Stderr(False))
+    monkeypatch.setitem(sys.modules, "ipykernel.zmqshell", types.ModuleType("ipykernel.zmqshell"))
+    assert show_progress(None)  # a Jupyter kernel: its output area draws the bar
 
 
 def test_a_model_that_learns_nothing_gets_a_flagged_guess_from_the_stability_edge(caplog) -> None:
