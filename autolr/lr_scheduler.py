@@ -20,11 +20,11 @@ from typing import Any
 
 import torch
 
-from .errors import StateError
+from .errors import ConfigurationError, StateError
 from .param_groups import get_lrs, set_group_value
 from .schedule import Schedule, _check, schedule_from_dict
 
-__all__ = ["ScheduleLR", "as_lr_scheduler"]
+__all__ = ["ScheduleLR", "as_lr_scheduler", "set_peak_lrs"]
 
 
 class ScheduleLR(torch.optim.lr_scheduler.LRScheduler):
@@ -116,3 +116,70 @@ def as_lr_scheduler(
         0.025
     """
     return ScheduleLR(optimizer, schedule, base_lrs)
+
+
+def set_peak_lrs(scheduler: Any, peak_lrs: Sequence[float]) -> None:
+    """Move the peak of a scheduler someone else built to ``peak_lrs`` (one per param group), in place.
+
+    For a framework that has already built its own schedule from the old learning rate (the Hugging Face
+    ``Trainer``'s ``LambdaLR``, a ``configure_optimizers`` scheduler): the schedule keeps its shape and its
+    position, only its height changes. ``base_lrs`` become ``peak_lrs``; every group's ``initial_lr``, its
+    current ``lr`` and :meth:`get_last_lr` follow, and so do the absolute values some schedulers keep
+    (``OneCycleLR``'s ``max_lr``/``min_lr``, ``CyclicLR``'s ``max_lrs``, ``eta_min``, ``min_lrs``), each
+    multiplied by its group's ratio new peak / old peak. ``LambdaLR`` and :class:`ScheduleLR` recompute the
+    current lr from the new peak (``peak * multiplier``, exactly what their next ``step()`` would compute);
+    other schedulers scale it. A checkpoint saved afterwards holds the new peak, so resuming needs nothing
+    more. ``SequentialLR`` and ``ChainedScheduler`` move their children too.
+
+    Example:
+        >>> opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=5e-5)
+        >>> sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: min(1.0, (t + 1) / 4))
+        >>> set_peak_lrs(sched, [2e-3]); sched.base_lrs, opt.param_groups[0]["lr"]
+        ([0.002], 0.0005)
+    """
+    groups = scheduler.optimizer.param_groups
+    new = [float(x) for x in peak_lrs]
+    if len(new) != len(groups) or not all(x > 0 and x < float("inf") for x in new):
+        raise ConfigurationError(
+            f"peak_lrs must hold one positive learning rate per param group ({len(groups)}), got {list(peak_lrs)!r}"
+        )
+    old = [float(b) for b in getattr(scheduler, "base_lrs", None) or
+           [g.get("initial_lr", _float(g["lr"])) for g in groups]]
+    ratios = [n / o if o > 0 else 1.0 for n, o in zip(new, old)]
+    for sched in [scheduler, *getattr(scheduler, "_schedulers", ())]:
+        if getattr(sched, "base_lrs", None) is not None:
+            sched.base_lrs = list(new) if sched is scheduler else [b * r for b, r in zip(sched.base_lrs, ratios)]
+        for name in ("max_lrs", "min_lrs"):
+            values = getattr(sched, name, None)
+            if isinstance(values, list) and len(values) == len(ratios):
+                setattr(sched, name, [v * r for v, r in zip(values, ratios)])
+        if isinstance(getattr(sched, "eta_min", None), (int, float)):
+            sched.eta_min = sched.eta_min * ratios[0]
+    for group, peak, ratio in zip(groups, new, ratios):
+        if "initial_lr" in group:
+            group["initial_lr"] = peak
+        for key in ("max_lr", "min_lr"):  # OneCycleLR
+            if isinstance(group.get(key), (int, float)):
+                group[key] = group[key] * ratio
+    current = _closed_form(scheduler)
+    if current is None:
+        current = [_float(g["lr"]) * r for g, r in zip(groups, ratios)]
+    for group, lr in zip(groups, current):
+        set_group_value(group, "lr", lr)
+    for sched in [scheduler, *getattr(scheduler, "_schedulers", ())]:
+        if getattr(sched, "_last_lr", None) is not None:
+            sched._last_lr = list(current)
+
+
+def _closed_form(scheduler: Any) -> list[float] | None:
+    """The lrs ``scheduler`` sets at its current position, from its base lrs (None: it has no closed form)."""
+    if isinstance(scheduler, ScheduleLR):
+        return scheduler.get_lr()
+    if isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR) and scheduler.last_epoch >= 0:
+        return [float(base) * float(fn(scheduler.last_epoch))
+                for base, fn in zip(scheduler.base_lrs, scheduler.lr_lambdas)]
+    return None
+
+
+def _float(value: Any) -> float:
+    return float(value.item()) if torch.is_tensor(value) else float(value)

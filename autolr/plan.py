@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 from .errors import ConfigurationError
@@ -318,6 +318,7 @@ def make_plan(
     step_granularity: str = "step",
     exclude_embeddings: bool = True,
     named_params_info: Sequence[tuple[str, str, int]] | None = None,
+    min_confidence: float = 0.0,
 ) -> Plan:
     """Turn a suggestion and the user's intent into a :class:`Plan` (rules in the module docstring).
 
@@ -332,12 +333,21 @@ def make_plan(
         step_granularity: ``"step"`` or ``"epoch"``; plateau always advances on a ``"metric"``.
         exclude_embeddings: keep embedding weights out of weight decay (see :func:`split_no_decay`).
         named_params_info: optional ``(name, module_type_name, ndim)`` list; only counted, as evidence.
+        min_confidence: a suggestion whose confidence is below this is not applied: the current lrs are kept
+            and the lr decision says why (``0.1`` skips flat-curve guesses, ``0.2`` also weak suggestions).
 
     Raises:
         ConfigurationError: for any invalid argument, before anything is computed.
     """
     _validate(suggestion, param_group_lrs, optimizer_name, total_steps, schedule, weight_decay, warmup_steps,
               step_granularity)
+    if not (isinstance(min_confidence, (int, float)) and 0 <= min_confidence <= 1):
+        raise ConfigurationError(f"min_confidence must be a number in [0, 1], got {min_confidence!r}; e.g. 0.1")
+    if suggestion.lr is not None and suggestion.confidence < min_confidence:
+        suggestion = replace(suggestion, lr=None, reason=(
+            f"the suggestion {suggestion.lr:.3g} has confidence {suggestion.confidence:.2f}, under "
+            f"min_confidence {min_confidence:g}: {suggestion.reason}"
+        ))
     info, current = _info(optimizer_name), [float(x) for x in param_group_lrs]
     name, schedule_reason = _choose_schedule(schedule, info, total_steps, optimizer_name)
     warmup = 0

@@ -247,3 +247,16 @@ def test_bad_input_raises_before_anything(kwargs, words):
 def test_bad_suggestion(bad):
     with pytest.raises(ConfigurationError, match="suggestion"):
         make_plan(bad, param_group_lrs=[0.1], optimizer_name="SGD", total_steps=10)
+
+
+def test_min_confidence_keeps_the_current_lrs_and_says_why() -> None:
+    flat = Suggestion(1e-3, "default", 0.05, "flat curve: a guess from the stability edge")
+    plan = make_plan(flat, param_group_lrs=[5e-5, 5e-5], optimizer_name="AdamW", total_steps=100,
+                     min_confidence=0.1)
+    assert plan.lrs == (5e-5, 5e-5) and plan.peak_lr == 5e-5
+    reason = plan.decision("lr").reason
+    assert "under min_confidence 0.1" in reason and "flat curve" in reason and "kept the current lrs" in reason
+    applied = make_plan(flat, param_group_lrs=[5e-5, 5e-5], optimizer_name="AdamW", total_steps=100)
+    assert applied.peak_lr == 1e-3
+    with pytest.raises(ConfigurationError, match="min_confidence"):
+        make_plan(flat, param_group_lrs=[1.0], optimizer_name="AdamW", total_steps=10, min_confidence=2)

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from autolr.errors import ConfigurationError, StateError
-from autolr.lr_scheduler import ScheduleLR, as_lr_scheduler
+from autolr.lr_scheduler import ScheduleLR, as_lr_scheduler, set_peak_lrs
 from autolr.schedule import (
     Constant,
     CosineDecay,
@@ -300,3 +300,68 @@ class TestScheduleLR:
             scheduler.step(3)
         with pytest.raises(StateError, match="state_dict"):
             scheduler.load_state_dict({"lr": 1.0})
+
+
+class TestSetPeakLrs:
+    """Moving the peak of a scheduler someone else built (the Hugging Face Trainer's LambdaLR, ...)."""
+
+    @staticmethod
+    def _opt(lr: float = 5e-5) -> torch.optim.Optimizer:
+        ps = [torch.nn.Parameter(torch.zeros(2)) for _ in range(2)]
+        return torch.optim.AdamW([{"params": [ps[0]]}, {"params": [ps[1]], "weight_decay": 0.0}], lr=lr)
+
+    @staticmethod
+    def _warmup_linear(opt: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LambdaLR:
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda t: min((t + 1) / 4, max(0.0, (20 - t) / 16)))
+
+    @staticmethod
+    def _advance(opt, sched, steps):
+        for _ in range(steps):
+            opt.step()
+            sched.step()
+
+    def _trajectory(self, opt, sched, steps=20):
+        out = []
+        for _ in range(steps):
+            out.append([g["lr"] for g in opt.param_groups])
+            opt.step()
+            sched.step()
+        return out
+
+    @pytest.mark.parametrize("after", [0, 3])
+    def test_lambda_lr_follows_exactly_a_schedule_built_at_the_new_peak(self, after):
+        opt = self._opt()
+        sched = self._warmup_linear(opt)
+        self._advance(opt, sched, after)
+        set_peak_lrs(sched, [2e-3, 1e-3])
+        reference_opt = self._opt()
+        reference_opt.param_groups[0]["lr"], reference_opt.param_groups[1]["lr"] = 2e-3, 1e-3
+        reference = self._warmup_linear(reference_opt)
+        self._advance(reference_opt, reference, after)
+        assert sched.base_lrs == [2e-3, 1e-3] and [g["initial_lr"] for g in opt.param_groups] == [2e-3, 1e-3]
+        assert sched.get_last_lr() == reference.get_last_lr()
+        assert self._trajectory(opt, sched) == self._trajectory(reference_opt, reference)
+        restored = self._warmup_linear(self._opt())  # a checkpoint saved afterwards carries the new peak
+        restored.load_state_dict(sched.state_dict())
+        assert restored.base_lrs == [2e-3, 1e-3]
+
+    def test_onecycle_and_step_lr_keep_their_shape(self):
+        for build in (lambda o: torch.optim.lr_scheduler.OneCycleLR(o, max_lr=1e-3, total_steps=20),
+                      lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=5, gamma=0.5)):
+            opt, ref_opt = self._opt(), self._opt()
+            sched, ref = build(opt), build(ref_opt)
+            self._advance(opt, sched, 2)
+            self._advance(ref_opt, ref, 2)
+            set_peak_lrs(sched, [b * 4 for b in sched.base_lrs])
+            for a, b in zip(self._trajectory(opt, sched, 15), self._trajectory(ref_opt, ref, 15)):
+                assert a == pytest.approx([4 * x for x in b], rel=1e-9)
+
+    def test_schedule_lr_and_errors(self):
+        opt = self._opt(0.1)
+        sched = ScheduleLR(opt, OneCycle(10))
+        set_peak_lrs(sched, [0.2, 0.2])
+        assert sched.base_lrs == [0.2, 0.2] and opt.param_groups[0]["lr"] == pytest.approx(0.2 * OneCycle(10)(0))
+        with pytest.raises(ConfigurationError, match="one positive learning rate per param group"):
+            set_peak_lrs(sched, [0.1])
+        with pytest.raises(ConfigurationError, match="one positive learning rate per param group"):
+            set_peak_lrs(sched, [0.1, 0.0])
