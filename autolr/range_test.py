@@ -35,16 +35,23 @@ import torch
 
 from . import distributed as dist
 from . import suggest as _suggest
-from .batches import check_data, cycle, model_device, move_to_device
+from .batches import check_data, cycle, keep_generators, model_device, move_to_device
 from .curve import DEFAULT_SMOOTHING, Curve
 from .errors import ConfigurationError, DataError
 from .monitor import DivergenceRule, LossBuffer
 from .param_groups import effective_lrs, set_group_value, unwrap_optimizer, validate_param_groups
-from .report import Reporter, emit_summary, format_summary, safe_report
+from .report import Reporter, emit_summary, format_summary, safe_report, show_progress
 from .result import LRFindResult
 from .snapshot import Snapshot, reshard_fsdp
 from .suggest import Suggestion
-from .validation import check_loss, check_step_loss, validate_range_test, validate_step
+from .validation import (
+    check_loss,
+    check_step_loss,
+    plain_number,
+    validate_context,
+    validate_range_test,
+    validate_step,
+)
 
 __all__ = ["lr_find", "range_test_running", "sweep_lrs"]
 
@@ -102,7 +109,7 @@ def lr_find(
     method: str = "default",
     apply: bool = False,
     keyboard_interrupt: Literal["raise", "stop"] = "raise",
-    progress: bool = True,
+    progress: bool | None = None,
     reporters: Sequence[Reporter] = (),
     device: torch.device | str | None = None,
 ) -> LRFindResult:
@@ -149,9 +156,11 @@ def lr_find(
         autocast_dtype: run forward passes under ``torch.autocast`` with this dtype (e.g. torch.bfloat16).
         autocast: a factory of the context the forward pass runs in, instead of ``autocast_dtype`` (e.g.
             ``accelerator.autocast`` or ``trainer.precision_plugin.forward_context``).
-        backward: called as ``backward(loss)`` instead of ``loss.backward()`` (e.g. ``accelerator.backward``);
-            it replaces the scaler's ``scale(loss).backward()`` too, so it must scale the loss itself when a
-            ``scaler`` is used (``accelerator.backward`` does).
+        backward: called as ``backward(loss)`` with each micro-batch's loss as is, instead of autolr's
+            ``(loss / accumulation_steps).backward()`` (e.g. ``accelerator.backward``). It owns the loss scaling:
+            the division for gradient accumulation and, when a ``scaler`` is used, ``scaler.scale``.
+            ``accelerator.backward`` does both (it divides by its ``gradient_accumulation_steps``: pass the same
+            value as ``accumulation_steps``).
         val_loader: measure the loss on ``val_batches`` fixed batches from this loader after every step
             (less noisy, costs extra forward passes) instead of the training loss.
         val_batches: number of held-out batches used in validation mode.
@@ -163,7 +172,9 @@ def lr_find(
         apply: set the suggested LR on the optimizer after the restore.
         keyboard_interrupt: ``"raise"`` (restore, then re-raise Ctrl-C) or ``"stop"`` (end the sweep there
             and analyse what was measured).
-        progress: show a tqdm progress bar (rank 0 only).
+        progress: the tqdm progress bar (rank 0 only): ``None`` (default) draws it only when stderr is a terminal
+            or in a Jupyter notebook, so log files and CI output get no carriage-return junk; ``True`` always;
+            ``False`` never, and the summary is not echoed to stderr either (it still goes to the logger).
         reporters: :class:`~autolr.report.Reporter` objects told about the result.
         device: where batches are moved; default: the device of the model's parameters.
 
@@ -188,14 +199,19 @@ def lr_find(
         raise ConfigurationError(
             f"model must be a torch.nn.Module, got {type(model).__name__}; the arguments are (model, optimizer, loader)"
         )
+    (start_lr, end_lr, num_steps, accumulation_steps, max_grad_norm, val_batches, divergence_factor, smoothing,
+     check_every) = (plain_number(v) for v in (start_lr, end_lr, num_steps, accumulation_steps, max_grad_norm,
+                                               val_batches, divergence_factor, smoothing, check_every))
     validate_param_groups(optimizer)
     validate_step(train_step, loss_fn, compute_loss, val_loader, backward, autocast, autocast_dtype, max_grad_norm)
+    validate_context(device=device, scaler=scaler, autocast_dtype=autocast_dtype, val_loader=val_loader,
+                     apply=apply, progress=progress, reporters=reporters)
     reshard_fsdp(model)  # FSDP2 left unsharded (e.g. by an eval pass) holds full tensors, not the optimizer's
     starts = validate_range_test(
         model, optimizer, loader, loss_fn if train_step is None else None,
         compute_loss if train_step is None else (compute_loss or train_step), start_lr, end_lr, num_steps, mode,
         accumulation_steps, max_grad_norm, divergence_factor, smoothing, snapshot, method,
-        keyboard_interrupt, val_batches, check_every,
+        keyboard_interrupt, val_batches, check_every, train_step_given=train_step is not None,
     )
     initial_lrs = tuple(effective_lrs(optimizer))
     target = torch.device(device) if device is not None else model_device(model)
@@ -208,7 +224,7 @@ def lr_find(
         "amp": str(autocast_dtype) if autocast_dtype is not None else ("custom" if autocast is not None else None),
         "scaler": scaler is not None, "step": "train_step" if train_step is not None else "autolr",
     }
-    with Snapshot.take(model, optimizer, scaler=scaler, storage=snapshot):
+    with keep_generators(loader, val_loader), Snapshot.take(model, optimizer, scaler=scaler, storage=snapshot):
         curve = _sweep(
             model, optimizer, loader, loss_fn=loss_fn, compute_loss=compute_loss, train_step=train_step,
             starts=starts, end_lr=end_lr, num_steps=num_steps, mode=mode, accumulation_steps=accumulation_steps,
@@ -225,7 +241,7 @@ def lr_find(
     if apply:
         result.apply(optimizer)
     if dist.is_rank_zero():
-        emit_summary(format_summary(result), echo=progress)
+        emit_summary(format_summary(result), echo=progress is not False)
         if suggestion.lr is None:
             logger.warning("autolr: no learning rate suggested: %s", suggestion.reason)
         elif suggestion.confidence <= _suggest.WEAK_CONFIDENCE:
@@ -262,7 +278,7 @@ def _sweep(
     smoothing: float,
     check_every: int,
     keyboard_interrupt: str,
-    progress: bool,
+    progress: bool | None,
     device: torch.device | None,
 ) -> Curve:
     """Run the sweep (inside a snapshot) and return the measured curve."""
@@ -330,10 +346,10 @@ def _sweep(
                     checked_loss[0] = True
                 value = loss.detach().float()  # no kernel when the loss is already float32
                 total = value if total is None else total + value
-                scaled = loss if accumulation_steps == 1 else loss / accumulation_steps
-                if backward is not None:
-                    backward(scaled)
+                if backward is not None:  # it scales the loss itself, as in training (accelerator.backward)
+                    backward(loss)
                 else:
+                    scaled = loss if accumulation_steps == 1 else loss / accumulation_steps
                     (scaler.scale(scaled) if scaler is not None else scaled).backward()
         if max_grad_norm is not None:
             if scaler is not None:
@@ -368,7 +384,7 @@ def _sweep(
     step = own_step if train_step is None else delegated_step
     data = check_data(cycle(loader), val_missing=val_loader is not None and not held_out, device=loss_device)
     handle = optimizer.register_step_post_hook(on_step)
-    bar = _progress_bar(num_steps, progress and dist.is_rank_zero())
+    bar = _progress_bar(num_steps, dist.is_rank_zero() and show_progress(progress))
     count = skipped = 0
     max_skips = max(20, num_steps)
     stop_reason = "completed"

@@ -27,9 +27,12 @@ Example:
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import logging
 import math
 import warnings
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Any
@@ -48,11 +51,24 @@ from .report import Decision, Reporter, emit_summary, format_summary, safe_repor
 from .result import LRFindResult
 from .schedule import Plateau, schedule_from_dict
 from .suggest import Suggestion
+from .validation import as_loss_value, plain_number, validate_reporters
 from .weight_decay import named_params_info, split_param_groups, sweep_weight_decay
 
 __all__ = ["AutoLR"]
 
 logger = logging.getLogger("autolr")
+
+# lr_find's arguments that AutoLR passes through (the model, optimizer, loader and step come from AutoLR itself)
+_RANGE_TEST_ARGS = frozenset(inspect.signature(lr_find).parameters) - {
+    "model", "optimizer", "loader", "loss_fn", "compute_loss", "train_step", "scaler", "apply", "reporters"}
+_AUTOLR_ARGS = frozenset({
+    "schedule", "weight_decay", "weight_decay_grid", "exclude_embeddings", "step_granularity", "warmup_steps",
+    "guard", "guard_every", "guard_lr_factor", "guard_max_retries", "guard_divergence_factor", "min_confidence",
+    "check_every", "auto_step", "reporters", "wandb", "progress"})
+_LR_FIND_ONLY = frozenset({"total_steps", "epochs", "steps_per_epoch", "loss_fn", "compute_loss", "train_step"})
+
+#: the AutoLR whose hooks step each optimizer's schedule (weak both ways: neither is kept alive by this)
+_DRIVERS: weakref.WeakKeyDictionary[Any, weakref.ref[AutoLR]] = weakref.WeakKeyDictionary()
 
 _STATE_VERSION = 2  # 2: the plan's lrs are per group after the weight-decay split (1: per original group)
 
@@ -117,8 +133,11 @@ class AutoLR:
             ``False`` hands :attr:`scheduler` to you or your framework to step like any torch scheduler, once
             per optimizer step (the step count, metrics, guard and :meth:`observe` still work the same).
         reporters: :class:`~autolr.report.Reporter` objects (W&B, local report, ...).
-        wandb: ``True`` or a dict of :class:`autolr.integrations.wandb.WandbReporter` arguments.
-        progress: show the range test's progress bar.
+        wandb: ``True`` or a dict of :class:`autolr.integrations.wandb.WandbReporter` arguments. Needs the
+            ``wandb`` extra (``pip install "torch-autolr[wandb]"``); without it, one warning and no W&B logging.
+        progress: the range test's progress bar: ``None`` (default) only when stderr is a terminal or in a
+            Jupyter notebook (no carriage-return junk in log files); ``True`` always; ``False`` never, and the
+            range-test summary and the plan are not echoed to stderr either (they still go to the logger).
         **range_test: defaults for :func:`autolr.lr_find` (``num_steps``, ``end_lr``, ``snapshot``...).
     """
 
@@ -144,7 +163,7 @@ class AutoLR:
         auto_step: bool = True,
         reporters: Sequence[Reporter] = (),
         wandb: bool | dict[str, Any] = False,
-        progress: bool = True,
+        progress: bool | None = None,
         **range_test: Any,
     ) -> None:
         optimizer = unwrap_optimizer(optimizer)
@@ -153,6 +172,25 @@ class AutoLR:
                 f"model must be a torch.nn.Module, got {type(model).__name__}; the arguments are (model, optimizer)"
             )
         validate_param_groups(optimizer)
+        (weight_decay, warmup_steps, guard_every, guard_lr_factor, guard_max_retries, guard_divergence_factor,
+         min_confidence, check_every) = (plain_number(v) for v in (
+            weight_decay, warmup_steps, guard_every, guard_lr_factor, guard_max_retries, guard_divergence_factor,
+            min_confidence, check_every))
+        weight_decay_grid = plain_number(list(weight_decay_grid)) if isinstance(weight_decay_grid, Iterable) else (
+            weight_decay_grid)
+        range_test = {k: plain_number(v) for k, v in range_test.items()}
+        unknown = sorted(set(range_test) - _RANGE_TEST_ARGS)
+        if unknown:
+            hints = [
+                f"{k!r} (pass it to tuner.lr_find)" if k in _LR_FIND_ONLY
+                else f"{k!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(
+                    k, sorted(_RANGE_TEST_ARGS | _AUTOLR_ARGS), n=1)) else repr(k)
+                for k in unknown
+            ]
+            raise ConfigurationError(
+                f"AutoLR got unknown argument(s) {', '.join(hints)}; besides its own arguments it takes those of "
+                f"autolr.lr_find: {', '.join(sorted(_RANGE_TEST_ARGS))}"
+            )
         names = sorted(SCHEDULES)
         if schedule not in SCHEDULES and schedule != "cosine":
             raise ConfigurationError(f"schedule must be one of {names}, got {schedule!r}")
@@ -183,6 +221,28 @@ class AutoLR:
             raise ConfigurationError(f"guard_divergence_factor must be > 1, got {guard_divergence_factor!r}")
         if not (isinstance(min_confidence, (int, float)) and 0 <= min_confidence <= 1):
             raise ConfigurationError(f"min_confidence must be a number in [0, 1], got {min_confidence!r}; e.g. 0.1")
+        if weight_decay == "sweep" and (not weight_decay_grid or not all(
+                isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) and w >= 0
+                for w in weight_decay_grid)):
+            raise ConfigurationError(
+                f"weight_decay_grid must be a non-empty list of numbers >= 0 for weight_decay='sweep', got "
+                f"{weight_decay_grid!r}; e.g. (0.0, 1e-4, 1e-3, 1e-2, 1e-1)"
+            )
+        if warmup_steps is not None and (isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int)
+                                         or warmup_steps < 0):
+            raise ConfigurationError(
+                f"warmup_steps must be None (5% of the run) or an integer >= 0, got {warmup_steps!r}"
+            )
+        if not isinstance(wandb, (bool, dict)):
+            raise ConfigurationError(
+                f"wandb must be True, False or a dict of WandbReporter arguments (e.g. {{'project': 'my-project'}}), "
+                f"got {wandb!r}"
+            )
+        if progress is not None and not isinstance(progress, bool):
+            raise ConfigurationError(
+                f"progress must be None (a bar only on a terminal), True or False, got {progress!r}"
+            )
+        reporters = validate_reporters(reporters)
         if wants_decay and not supports_weight_decay(self._optimizer_name):
             raise ConfigurationError(
                 f"{type(optimizer).__name__} has no weight_decay argument; use weight_decay=None (or an optimizer "
@@ -235,16 +295,12 @@ class AutoLR:
         return name
 
     def _make_plan(self, suggestion: Suggestion, total_steps: int | None, weight_decay: Any) -> Plan:
-        if suggestion.lr is not None and suggestion.confidence < self.min_confidence:
-            suggestion = replace(suggestion, lr=None, reason=(
-                f"the suggestion {suggestion.lr:.3g} has confidence {suggestion.confidence:.2f}, under "
-                f"min_confidence {self.min_confidence:g}: {suggestion.reason}"
-            ))
         return make_plan(
             suggestion, param_group_lrs=effective_lrs(self.optimizer), optimizer_name=self._optimizer_name,
             total_steps=total_steps, schedule=self.schedule_name, weight_decay=weight_decay,
             warmup_steps=self.warmup_steps, step_granularity=self.step_granularity,
             exclude_embeddings=self.exclude_embeddings, named_params_info=named_params_info(self.model),
+            min_confidence=self.min_confidence,
         )
 
     def lr_find(
@@ -266,11 +322,16 @@ class AutoLR:
         The step is given as in :func:`autolr.lr_find`: ``loss_fn``, ``compute_loss``, or ``train_step`` (a
         step your framework owns).
         """
+        total_steps, epochs, steps_per_epoch = (plain_number(v) for v in (total_steps, epochs, steps_per_epoch))
+        range_test = {k: plain_number(v) for k, v in range_test.items()}
         if self.plan is not None:
             raise StateError(
                 "this AutoLR already has a plan (applied by lr_find, or restored by load_state_dict when resuming); "
                 "a resumed run needs no new range test. Create a new AutoLR to tune again"
             )
+        for name, value in (("epochs", epochs), ("steps_per_epoch", steps_per_epoch)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ConfigurationError(f"{name} must be None or an integer >= 1, got {value!r}")
         if total_steps is None and epochs is not None:
             if self.step_granularity == "epoch":
                 total_steps = epochs
@@ -293,17 +354,22 @@ class AutoLR:
                 self.model, self.optimizer, loader, self.weight_decay_grid, kwargs, groups=self._decay_groups
             )
         else:
-            result = lr_find(self.model, self.optimizer, loader, **kwargs)
+            with warnings.catch_warnings():
+                if self._take_over():  # its scheduler set 'initial_lr'; this AutoLR replaces it, nothing to warn of
+                    warnings.filterwarnings("ignore", "a learning-rate scheduler is already attached", AutoLRWarning)
+                result = lr_find(self.model, self.optimizer, loader, **kwargs)
         plan = self._make_plan(result.suggestion, total_steps, weight_decay)
         if sweep_decision is not None:
             plan = _replace_decision(plan, sweep_decision)
         self.result = result
         self.apply_plan(plan)
-        for reporter in self.reporters:
-            safe_report(reporter.range_test_end, result)
+        if dist.is_rank_zero():  # only rank 0 reports (as lr_find and the decisions do)
+            for reporter in self.reporters:
+                safe_report(reporter.range_test_end, result)
         self._report(list(plan.decisions))
         if dist.is_rank_zero():
-            emit_summary("autolr plan\n" + format_summary(None, plan.decisions), echo=bool(kwargs.get("progress")))
+            echo = kwargs.get("progress") is not False
+            emit_summary("autolr plan\n" + format_summary(None, plan.decisions), echo=echo)
         return plan
 
     def apply_plan(self, plan: Plan) -> None:
@@ -326,8 +392,25 @@ class AutoLR:
         self.scheduler.manual = not self.auto_step  # with auto_step=False the user or the framework steps it
         self.plan = plan
         if not self._hooked:  # counts steps in both modes (and steps the scheduler in auto mode)
+            self._take_over()
             self._handles.append(self.optimizer.register_step_post_hook(self._on_optimizer_step))
             self._hooked = True
+            _DRIVERS[self.optimizer] = weakref.ref(self)
+
+    def _take_over(self) -> bool:
+        """Detach another AutoLR still driving this optimizer (with a warning); True if there was one."""
+        previous = _DRIVERS.get(self.optimizer)
+        other = previous() if previous is not None else None
+        if other is None or other is self or not other._hooked:
+            return False
+        other.detach()
+        warnings.warn(
+            "another AutoLR was driving this optimizer's schedule (made earlier on the same optimizer, e.g. by "
+            "re-running a notebook cell); it has been detached so that only this one steps the LR",
+            AutoLRWarning,
+            stacklevel=4,
+        )
+        return True
 
     # -- during training ------------------------------------------------------------------------------
     def _on_optimizer_step(self, *_: Any) -> None:
@@ -377,8 +460,7 @@ class AutoLR:
         Under ``torch.distributed`` with the guard on, the loss is averaged over ranks (one small all-reduce),
         so every rank detects a divergence at the same step and intervenes identically. Call it on every rank.
         """
-        if not torch.is_tensor(loss):
-            loss = torch.tensor(float(loss))
+        loss = as_loss_value(loss, "tuner.observe(loss): loss")
         if self.guard and dist.is_distributed():  # every rank must see the same values to decide the same way
             loss = dist.all_reduce_mean(loss.detach().float())
         ready = self._watcher.add(loss, self.step)
@@ -390,6 +472,8 @@ class AutoLR:
 
     @property
     def _metric_reporters(self) -> list[Reporter]:
+        if not dist.is_rank_zero():
+            return []
         return [r for r in self.reporters if type(r).training_metrics is not Reporter.training_metrics]
 
     def _check(self, values: list[tuple[int, float]]) -> None:
@@ -414,6 +498,8 @@ class AutoLR:
 
     def end_epoch(self, val_loss: float | torch.Tensor | None = None) -> None:
         """Call once at the end of every epoch; steps per-epoch schedules and feeds plateau schedules."""
+        if val_loss is not None:
+            val_loss = float(as_loss_value(val_loss, "tuner.end_epoch(val_loss): val_loss"))
         self.epoch += 1
         if self.scheduler is None or self.plan is None:
             return
@@ -487,7 +573,9 @@ class AutoLR:
         order with ``optimizer.load_state_dict(...)``: the group split already happened when the ``AutoLR`` was
         built. Loading the same state twice (Accelerate's ``load_state`` does) gives the same result as once.
         """
-        version = state.get("version") if isinstance(state, dict) else None
+        if not isinstance(state, dict):
+            raise StateError(f"state must be the dict AutoLR.state_dict() returned, got {type(state).__name__}")
+        version = state.get("version")
         if version not in (1, _STATE_VERSION):
             raise StateError(f"unknown AutoLR state version {version!r}; expected {_STATE_VERSION}")
         saved_origin = [int(i) for i in state["group_origin"]]
