@@ -70,6 +70,9 @@ _LR_FIND_ONLY = frozenset({"total_steps", "epochs", "steps_per_epoch", "loss_fn"
 #: the AutoLR whose hooks step each optimizer's schedule (weak both ways: neither is kept alive by this)
 _DRIVERS: weakref.WeakKeyDictionary[Any, weakref.ref[AutoLR]] = weakref.WeakKeyDictionary()
 
+# observed losses without a single optimizer step before the "plan unused" warning (more than any accumulation)
+_IDLE_OBSERVES = 100
+
 _STATE_VERSION = 2  # 2: the plan's lrs are per group after the weight-decay split (1: per original group)
 
 
@@ -283,6 +286,8 @@ class AutoLR:
         )
         self._decay_groups = [i for i, g in enumerate(optimizer.param_groups) if _positive(g.get("weight_decay"))]
         self._watcher = LossStream(check_every)
+        self._observed = 0
+        self._idle_warned = False
         self._guard = DivergenceGuard(every=guard_every, lr_factor=guard_lr_factor, max_retries=guard_max_retries,
                                       divergence_factor=guard_divergence_factor)
 
@@ -461,6 +466,9 @@ class AutoLR:
         so every rank detects a divergence at the same step and intervenes identically. Call it on every rank.
         """
         loss = as_loss_value(loss, "tuner.observe(loss): loss")
+        self._observed += 1
+        if self._observed == _IDLE_OBSERVES:
+            self._warn_if_idle(f"observe() was called {_IDLE_OBSERVES} times")
         if self.guard and dist.is_distributed():  # every rank must see the same values to decide the same way
             loss = dist.all_reduce_mean(loss.detach().float())
         ready = self._watcher.add(loss, self.step)
@@ -537,9 +545,26 @@ class AutoLR:
 
     def close(self) -> None:
         """Flush logging and close reporters (the schedule stays attached until :meth:`detach`)."""
+        if self._observed:
+            self._warn_if_idle(f"training went on ({self._observed} observed losses)")
         self._check(self._watcher.flush(self.step))
         for reporter in self.reporters:
             safe_report(reporter.close)
+
+    def _warn_if_idle(self, what: str) -> None:
+        """Training is running but the optimizer the plan drives has never stepped: someone else's optimizer
+        trains the model (a framework that builds its own, e.g. the Hugging Face Trainer), so the plan is unused."""
+        if self.plan is None or self.step > 0 or self._idle_warned or not self._hooked:
+            return
+        self._idle_warned = True
+        warnings.warn(
+            f"{what}, but the optimizer this AutoLR drives has not taken a single step: the model is being "
+            "trained by another optimizer (a framework that builds its own, such as the Hugging Face Trainer "
+            "given model= only), so the plan is not used. Hand autolr that framework's optimizer, or use its "
+            "adapter: autolr.integrations.transformers.AutoLRCallback, autolr.integrations.lightning.AutoLRCallback",
+            AutoLRWarning,
+            stacklevel=3,
+        )
 
     def detach(self) -> None:
         """Remove every hook. The optimizer keeps its current LRs and groups and holds no reference to the tuner."""

@@ -477,3 +477,41 @@ def test_no_override_warning_in_correct_setups() -> None:
         autolr.lr_find(model, opt, tasks.batches(count=4), loss_fn=LOSS, num_steps=20, progress=False)
     assert tuner.step == steps  # a range test's steps are not training steps
     assert any(d.name == "plateau" for d in tuner.decisions)
+
+
+def test_a_plan_no_optimizer_step_ever_uses_is_warned_about() -> None:
+    """The naive framework wiring: AutoLR on one optimizer, training by another (a Trainer that built its own)."""
+    model, opt = _model_and_opt()
+    tuner = AutoLR(model, opt, schedule="constant", weight_decay=None, progress=False)
+    tuner.lr_find(tasks.batches(count=4), LOSS, total_steps=10, num_steps=20)
+    theirs = torch.optim.AdamW(model.parameters(), lr=5e-5)  # what the framework built
+    with pytest.warns(AutoLRWarning, match="has not taken a single step") as record:
+        for x, y in tasks.batches(count=5):
+            theirs.zero_grad()
+            loss = LOSS(model(x), y)
+            loss.backward()
+            theirs.step()
+            tuner.observe(loss)
+        tuner.close()
+    assert len([w for w in record if "single step" in str(w.message)]) == 1 and tuner.step == 0
+    other = AutoLR(*_model_and_opt(seed=1), schedule="constant", weight_decay=None, progress=False)
+    other.lr_find(tasks.batches(count=4), LOSS, total_steps=10, num_steps=20)
+    with pytest.warns(AutoLRWarning, match="observe\\(\\) was called 100 times"):
+        for _ in range(100):  # (micro-batches of an accumulation never get this far without a step)
+            other.observe(1.0)
+
+
+def test_no_idle_warning_when_the_plans_optimizer_steps() -> None:
+    model, opt = _model_and_opt()
+    tuner = AutoLR(model, opt, schedule="constant", weight_decay=None, progress=False)
+    tuner.lr_find(tasks.batches(count=4), LOSS, total_steps=10, num_steps=20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AutoLRWarning)
+        for x, y in tasks.batches(count=5):
+            opt.zero_grad()
+            loss = LOSS(model(x), y)
+            loss.backward()
+            opt.step()
+            tuner.observe(loss)
+        tuner.close()
+    assert tuner.step == 5
