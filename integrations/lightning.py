@@ -15,7 +15,11 @@ Checkpoints carry the plan and the schedule's position (``state_dict``), so ``fi
 without a new range test, on the same LR trajectory. Under DDP every rank sweeps its own shard, the curve is the
 mean over ranks, every rank stops at the same step and gets the same plan; only rank 0 logs. With a
 ``WandbLogger`` the range test, the decisions and the LRs go into the logger's run (never finished by autolr),
-on rows that the trainer commits.
+on rows that the trainer commits, where ``autolr/train_step`` equals ``trainer/global_step``. Every other logger
+of the trainer (CSV, TensorBoard, MLflow...) gets the scalars through ``log_metrics`` at the trainer's steps: the
+suggestion, the numeric decisions, and the LR (and weight decay) of each group on the rows the trainer logs.
+From ``LightningCLI`` it is the class path ``autolr.integrations.lightning.AutoLRCallback``; every argument it
+passes through has a name in its signature (``--trainer.callbacks.num_steps=50``).
 
 Example:
     >>> import lightning as L                                                     # doctest: +SKIP
@@ -96,8 +100,9 @@ class AutoLRCallback(Callback):
         total_steps: the schedule's length; default ``trainer.estimated_stepping_batches`` (``max_epochs``
             with ``step_granularity="epoch"``).
         wandb: ``None`` (default): log into the run of a ``WandbLogger`` when the trainer has one. ``True``:
-            also start a run of autolr's own when it has none. ``False``: no W&B. A dict: arguments of
-            :class:`autolr.integrations.wandb.WandbReporter`.
+            also start a run of autolr's own when it has none. ``False``: no W&B (a ``WandbLogger`` gets nothing
+            from autolr). A dict: arguments of :class:`autolr.integrations.wandb.WandbReporter`. The trainer's
+            other loggers get the scalars whatever this is.
         **kwargs: any other argument of :class:`~autolr.AutoLR` or :func:`autolr.lr_find` (``num_steps``,
             ``end_lr``, ``min_confidence``, ``guard``, ``reporters``...). What Lightning already defines
             (precision, accumulation, clipping, the step) comes from the Trainer and the module.

@@ -530,6 +530,8 @@ def test_lightning_cli_takes_the_callback_by_class_path_with_any_passthrough_arg
     assert len(callback.result.curve) <= 20 and callback.result.curve.lrs[-1] <= 3.0 + 1e-9
     assert callback.result.settings["num_steps"] == 20
     assert cli.trainer.global_step == 10
+    # the CLI passes every default explicitly (progress=None): no progress bar still means a quiet range test
+    assert callback._kwargs["progress"] is None and callback.tuner.range_test_defaults["progress"] is False
 
 
 def test_the_signature_names_every_passthrough_argument_and_unknown_ones_still_raise():
@@ -542,3 +544,26 @@ def test_the_signature_names_every_passthrough_argument_and_unknown_ones_still_r
     assert {"accumulation_steps", "loader", "val_loader"}.isdisjoint(params)  # what Lightning defines
     with pytest.raises(ConfigurationError, match="unknown argument"):
         AutoLRCallback(nope=1)
+
+
+# == benchmarks/lightning_side_by_side.py =================================================================
+
+
+def test_side_by_side_benchmark_measures_both_finders_on_one_module(monkeypatch):
+    """The benchmark's pieces on one module, 2 epochs: each finder's suggestion, the files its search writes,
+    and the resume check (the numbers are in README's table; the whole script takes minutes)."""
+    import math
+
+    bench = pytest.importorskip("benchmarks.lightning_side_by_side")
+    monkeypatch.setattr(bench, "EPOCHS", 2)
+    task = bench.TASKS["mlp_adamw"]
+    train, val = task.data()
+    lightning_run = bench.run_method("LearningRateFinder", task, 0, train, val)
+    autolr_run = bench.run_method("AutoLRCallback()", task, 0, train, val)
+    assert lightning_run["checkpoints_written"] == 1 and autolr_run["checkpoints_written"] == 0
+    assert lightning_run["files_left"] == autolr_run["files_left"] == []
+    assert lightning_run["trained_at"] == lightning_run["suggestion"]
+    assert autolr_run["suggestion"] > 0 and math.isfinite(autolr_run["val_loss"])
+    resume = bench.resume_check("AutoLRCallback()", task)
+    assert resume["identical"] and resume["searched_again"] is False
+    assert bench.regret(1.0, 0.5, 1.5) == pytest.approx(0.5) and bench.regret(math.inf, 0.5, 1.5) == 1.0
