@@ -1,4 +1,4 @@
-"""A learning-rate range test under DistributedDataParallel: 2 processes, about 10 s on a 2-core CPU.
+"""A learning-rate range test under DistributedDataParallel: 2 processes, about 8 s on an idle 2-core CPU.
 
 Launch it with::
 

@@ -8,7 +8,7 @@ A small CNN with BatchNorm learns to classify generated 12x12 "shapes" images wi
 ``AutoLR`` runs the range test, picks the peak LR of a one-cycle schedule from the curve, splits the
 param groups so biases and BatchNorm get no weight decay, and steps the schedule itself after every
 optimizer step. The script prints the plan with its reasons (once, on stderr, right after the range test)
-and the LR trajectory. About 20 s on a 2-core CPU.
+and the LR trajectory. About 7 s on an idle 2-core CPU.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@
 
 Without an API key or ``WANDB_MODE`` the reporter starts the run offline and never prompts. The script prints
 where the run lives and the ``wandb sync`` command that uploads it later, plus the local report folder.
-About 12 s on a 2-core CPU.
+About 9 s on an idle 2-core CPU.
 
 W&B is an optional extra: ``pip install -e ".[wandb]"`` (``.[dev]`` includes it). Without it the script warns
 once with the install command, logs nothing to W&B and still writes the local report.
