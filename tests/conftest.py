@@ -36,3 +36,24 @@ def _seed() -> None:
 @pytest.fixture(autouse=True)
 def _few_threads() -> None:
     torch.set_num_threads(1)
+
+
+@pytest.fixture
+def wandb_dir(tmp_path, monkeypatch):
+    """Hermetic offline W&B: every W&B directory under tmp_path, no credentials. Yields <WANDB_DIR>/wandb.
+
+    Skips the test when wandb (the ``wandb`` extra) is not installed."""
+    wandb = pytest.importorskip("wandb")
+    for key in [k for k in os.environ if k.startswith("WANDB_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    for var, sub in [("WANDB_DIR", "wb"), ("WANDB_CACHE_DIR", "cache"), ("WANDB_CONFIG_DIR", "config"),
+                     ("WANDB_DATA_DIR", "data")]:  # fmt: skip
+        (tmp_path / sub).mkdir()
+        monkeypatch.setenv(var, str(tmp_path / sub))
+    wandb.teardown()  # wandb reads its environment once per process setup; start from a fresh one
+    yield tmp_path / "wb" / "wandb"
+    if wandb.run is not None:
+        wandb.run.finish()
+    wandb.teardown()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -28,25 +27,6 @@ def _fresh_accelerate() -> Any:
     yield
     AcceleratorState._reset_state(True)
     GradientState._reset_state()
-
-
-@pytest.fixture
-def wandb_dir(tmp_path: Path, monkeypatch: Any) -> Any:
-    """Hermetic offline W&B under tmp_path (as in test_wandb.py). Yields <WANDB_DIR>/wandb."""
-    import wandb
-
-    for key in [k for k in os.environ if k.startswith("WANDB_")]:
-        monkeypatch.delenv(key)
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    for var, sub in [("WANDB_DIR", "wb"), ("WANDB_CACHE_DIR", "cache"), ("WANDB_CONFIG_DIR", "config"),
-                     ("WANDB_DATA_DIR", "data")]:
-        (tmp_path / sub).mkdir()
-        monkeypatch.setenv(var, str(tmp_path / sub))
-    wandb.teardown()  # wandb reads its environment once per process setup; start from a fresh one
-    yield tmp_path / "wb" / "wandb"
-    if wandb.run is not None:
-        wandb.run.finish()
 
 
 def test_no_tracker_no_reporter() -> None:

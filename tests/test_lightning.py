@@ -341,24 +341,6 @@ def test_manual_optimization_sweeps_through_the_modules_own_steps():
 # == W&B ==================================================================================================
 
 
-@pytest.fixture
-def wandb_dir(tmp_path, monkeypatch):
-    wandb = pytest.importorskip("wandb")
-    for key in [k for k in os.environ if k.startswith("WANDB_")]:
-        monkeypatch.delenv(key)
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    for var, sub in [("WANDB_DIR", "wb"), ("WANDB_CACHE_DIR", "cache"), ("WANDB_CONFIG_DIR", "config"),
-                     ("WANDB_DATA_DIR", "data")]:
-        (tmp_path / sub).mkdir()
-        monkeypatch.setenv(var, str(tmp_path / sub))
-    wandb.teardown()
-    yield tmp_path / "wb" / "wandb"
-    if wandb.run is not None:
-        wandb.run.finish()
-    wandb.teardown()
-
-
 def test_wandb_logger_run_gets_the_range_test_and_lrs_on_the_trainers_steps(wandb_dir, tmp_path):
     from lightning.pytorch.loggers import WandbLogger
 

@@ -239,29 +239,9 @@ def test_resume_needs_no_new_range_test_and_follows_the_same_trajectory(tmp_path
     assert active.plan.to_dict() == first.plan.to_dict()
 
 
-@pytest.fixture
-def wandb_dir(tmp_path: Path, monkeypatch: Any) -> Any:
-    """Hermetic offline W&B under tmp_path (as in test_wandb.py). Yields <WANDB_DIR>/wandb."""
-    wandb = pytest.importorskip("wandb")
-
-    for key in [k for k in os.environ if k.startswith("WANDB_")]:
-        monkeypatch.delenv(key)
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    for var, sub in [("WANDB_DIR", "wb"), ("WANDB_CACHE_DIR", "cache"), ("WANDB_CONFIG_DIR", "config"),
-                     ("WANDB_DATA_DIR", "data")]:
-        (tmp_path / sub).mkdir()
-        monkeypatch.setenv(var, str(tmp_path / sub))
-    wandb.teardown()  # wandb reads its environment once per process setup; start from a fresh one
-    yield tmp_path / "wb" / "wandb"
-    if wandb.run is not None:
-        wandb.run.finish()
-
-
 def test_report_to_wandb_logs_into_the_trainers_run_without_moving_its_steps(tmp_path: Path, wandb_dir: Path
                                                                               ) -> None:
     import wandb
-
     from tests.wandb_reader import find_run_dir, read_run
 
     tune = AutoLRCallback(num_steps=30, min_confidence=0)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import warnings
 
 import numpy as np
@@ -36,24 +35,6 @@ DECISIONS = [
     Decision("lr", LR, "the range-test suggestion", alternatives={"minimum": 0.04}, evidence={"loss_drop": 1.1}),
     Decision("schedule", "onecycle", "warmup then cosine", alternatives={"constant": None}),
 ]
-
-
-@pytest.fixture
-def wandb_dir(tmp_path, monkeypatch):
-    """Hermetic offline W&B: every W&B directory under tmp_path, no credentials. Yields <WANDB_DIR>/wandb."""
-    for key in [k for k in os.environ if k.startswith("WANDB_")]:
-        monkeypatch.delenv(key)
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    for var, sub in [("WANDB_DIR", "wb"), ("WANDB_CACHE_DIR", "cache"), ("WANDB_CONFIG_DIR", "config"),
-                     ("WANDB_DATA_DIR", "data")]:  # fmt: skip
-        (tmp_path / sub).mkdir()
-        monkeypatch.setenv(var, str(tmp_path / sub))
-    wandb.teardown()  # wandb reads its environment once per process setup; start from a fresh one
-    yield tmp_path / "wb" / "wandb"
-    if wandb.run is not None:
-        wandb.run.finish()
-    wandb.teardown()
 
 
 def _last(data, key):
