@@ -18,10 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
-import signal
-import socket
-import subprocess
 import sys
 import traceback
 from collections.abc import Callable, Iterator
@@ -38,7 +34,7 @@ from torch import nn
 
 import autolr
 from autolr import AutoLR
-from tests import tasks
+from tests import launch, tasks
 
 LOSS = nn.CrossEntropyLoss()
 ROOT = Path(__file__).resolve().parents[1]
@@ -349,37 +345,13 @@ def test_plain_torch_save_and_weights_only_load_resume_exactly() -> None:
 # == 4. two processes: Accelerate on gloo, launched with torchrun ===========================================
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.distributed
 @pytest.mark.skipif(not (torch.distributed.is_available() and torch.distributed.is_gloo_available()),
                     reason="needs torch.distributed + gloo")
 def test_two_accelerate_processes_share_curve_and_suggestion_and_restore_exactly(tmp_path: Path) -> None:
     pytest.importorskip("accelerate")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-           "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-               f"--master_port={_free_port()}", str(Path(__file__).resolve()), str(tmp_path)]
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               start_new_session=True)  # its own process group: a hang kills all of it
-    try:
-        output, _ = process.communicate(timeout=LAUNCH_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        output, _ = process.communicate()
-        pytest.fail(f"torchrun did not finish within {LAUNCH_TIMEOUT_S:.0f}s: hang?\n{output.decode()[-4000:]}")
-    records = []
-    for rank in range(2):
-        path = tmp_path / f"rank{rank}.pt"
-        assert path.exists(), f"rank {rank} wrote nothing (exit {process.returncode}):\n{output.decode()[-4000:]}"
-        record = torch.load(path, weights_only=True)
-        assert "error" not in record, f"rank {rank} failed:\n{record['error']}"
-        records.append(record)
-    assert process.returncode == 0, output.decode()[-4000:]
+    records = launch.run_ranks(launch.torchrun(Path(__file__).resolve(), str(tmp_path)), tmp_path,
+                               timeout=LAUNCH_TIMEOUT_S)
     r0, r1 = records
     assert r0["world_size"] == r1["world_size"] == 2 and r0["distributed_type"] == "MULTI_CPU"
     assert len(r0["losses"]) == 16 and r0["calls"] == r1["calls"] == 32  # 2 calls per optimizer step

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +22,7 @@ from ignite.metrics import Loss
 from autolr import AutoLRWarning, ConfigurationError
 from autolr.range_test import range_test_running
 from autolr.report import Reporter
+from tests import launch
 
 ROOT = Path(__file__).resolve().parents[1]
 LOSS = nn.CrossEntropyLoss()
@@ -417,24 +415,8 @@ def test_a_one_shot_iterator_is_refused_instead_of_consumed() -> None:
 @pytest.mark.skipif(not (torch.distributed.is_available() and torch.distributed.is_gloo_available()),
                     reason="needs torch.distributed + gloo")
 def test_idist_two_gloo_processes_share_the_curve_and_the_plan(tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-           "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled", "PYTHONWARNINGS": "ignore"}
-    process = subprocess.Popen([sys.executable, str(ROOT / "tests" / "ignite_ddp_job.py"), str(tmp_path)], cwd=ROOT,
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        output, _ = process.communicate(timeout=DDP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        output, _ = process.communicate()
-        pytest.fail(f"the idist run did not finish within {DDP_TIMEOUT_S:.0f}s: hang?\n{output.decode()[-4000:]}")
-    records = []
-    for rank in range(2):
-        path = tmp_path / f"rank{rank}.pt"
-        assert path.exists(), f"rank {rank} wrote nothing (exit {process.returncode}):\n{output.decode()[-4000:]}"
-        record = torch.load(path, weights_only=True)
-        assert "error" not in record, f"rank {rank} failed:\n{record['error']}"
-        records.append(record)
-    assert process.returncode == 0, output.decode()[-4000:]
+    records = launch.run_ranks([sys.executable, str(ROOT / "tests" / "ignite_ddp_job.py"), str(tmp_path)], tmp_path,
+                               timeout=DDP_TIMEOUT_S, env={"PYTHONWARNINGS": "ignore"})
     r0, r1 = records
     assert r0["world_size"] == r1["world_size"] == 2
     assert len(r0["losses"]) > 0 and r0["losses"] == r1["losses"]  # one curve: the mean over the ranks
