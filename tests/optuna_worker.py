@@ -1,0 +1,30 @@
+"""One worker of the shared-storage test: loads the study from the SQLite file and runs trials with suggest_lr."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import optuna
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from autolr.integrations.optuna import suggest_lr
+
+from tests import tasks
+
+
+def objective(trial: optuna.Trial) -> float:
+    torch.manual_seed(trial.number)
+    model = tasks.BNDropoutNet(hidden=trial.suggest_int("hidden", 8, 32))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    suggest_lr(trial, model, optimizer, tasks.batches(count=4), loss_fn=torch.nn.CrossEntropyLoss(), num_steps=40)
+    return tasks.train(model, optimizer, tasks.batches(count=4), steps=5)[-1]
+
+
+if __name__ == "__main__":
+    storage, name, trials = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(study_name=name, storage=storage)
+    study.optimize(objective, n_trials=trials)
