@@ -59,7 +59,6 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from autolr.integrations.lightning import AutoLRCallback
 from lightning.pytorch.callbacks import LearningRateFinder, ModelCheckpoint
 from lightning.pytorch.tuner import Tuner
 from lightning.pytorch.tuner import lr_finder as pl_lr_finder
@@ -67,6 +66,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
+from autolr.integrations.lightning import AutoLRCallback
 from autolr.range_test import range_test_running
 
 EPOCHS, BATCH, TRAIN, VAL = 4, 64, 2048, 512

@@ -23,11 +23,11 @@ import tempfile
 
 import torch
 from accelerate import Accelerator
-from autolr.integrations.accelerate import tracker_reporters  # autolr
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import autolr  # autolr
+from autolr.integrations.accelerate import tracker_reporters  # autolr
 
 CONTEXT, EPOCHS, STEPS_PER_EPOCH = 16, 2, 60
 

@@ -31,8 +31,9 @@ from pathlib import Path
 
 import torch
 import transformers
-from autolr.integrations.transformers import AutoLRCallback  # autolr
 from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments
+
+from autolr.integrations.transformers import AutoLRCallback  # autolr
 
 SEQ = 64
 

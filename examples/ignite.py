@@ -28,13 +28,13 @@ from pathlib import Path
 sys.path.remove(next((p for p in sys.path if Path(p or ".").resolve() == Path(__file__).resolve().parent), ""))
 
 import torch
-from autolr.integrations.ignite import AutoLRHandler  # autolr
 from ignite.engine import Engine, Events, create_supervised_evaluator, create_supervised_trainer
 from ignite.handlers import Checkpoint, DiskSaver, FastaiLRFinder
 from ignite.metrics import Loss
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from autolr.integrations.ignite import AutoLRHandler  # autolr
 from autolr.range_test import range_test_running
 
 CONTEXT, EPOCHS, BATCH, ACCUMULATION = 16, 3, 32, 2

@@ -36,12 +36,13 @@ if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().p
 
 import lightning.pytorch as pl
 import torch
-from autolr.integrations.lightning import AutoLRCallback  # autolr
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
+
+from autolr.integrations.lightning import AutoLRCallback  # autolr
 
 CONTEXT, EPOCHS = 16, 3
 

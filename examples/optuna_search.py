@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import optuna
 import torch
-from autolr.integrations.optuna import TrialReporter, narrow_lr_range, suggest_lr  # autolr
 from torch import nn
 
 from autolr import AutoLR
+from autolr.integrations.optuna import TrialReporter, narrow_lr_range, suggest_lr  # autolr
 
 
 def data(n: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:

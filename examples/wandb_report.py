@@ -17,11 +17,11 @@ import argparse
 import os
 
 import torch
-from autolr.integrations.wandb import WandbReporter
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import autolr
+from autolr.integrations.wandb import WandbReporter
 
 
 def make_data(n: int = 2048, features: int = 20, classes: int = 4) -> TensorDataset:

@@ -16,12 +16,12 @@ from typing import Any
 
 import ignite.distributed as idist
 import torch
-from autolr.integrations.ignite import AutoLRHandler
 from ignite.engine import Engine, Events
 from torch import nn
 from torch.utils.data import TensorDataset
 
 from autolr import Reporter
+from autolr.integrations.ignite import AutoLRHandler
 from autolr.range_test import range_test_running
 
 

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
-from autolr.integrations.lightning import AutoLRCallback
 from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from autolr import Reporter
+from autolr.integrations.lightning import AutoLRCallback
 from autolr.range_test import range_test_running
 
 

@@ -11,7 +11,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from autolr.integrations.optuna import suggest_lr
-
 from tests import tasks
 
 

@@ -12,9 +12,8 @@ from torch import nn
 accelerate = pytest.importorskip("accelerate")
 wandb = pytest.importorskip("wandb")
 
-from autolr.integrations.accelerate import tracker_reporters  # noqa: E402
-
 import autolr  # noqa: E402
+from autolr.integrations.accelerate import tracker_reporters  # noqa: E402
 from tests.wandb_reader import find_run_dir, read_run  # noqa: E402
 
 

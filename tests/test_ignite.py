@@ -14,12 +14,12 @@ from torch.utils.data import DataLoader, TensorDataset
 
 pytest.importorskip("ignite")
 
-from autolr.integrations.ignite import AutoLRHandler
 from ignite.engine import Engine, Events, create_supervised_evaluator, create_supervised_trainer
 from ignite.handlers import Checkpoint, DiskSaver
 from ignite.metrics import Loss
 
 from autolr import AutoLRWarning, ConfigurationError
+from autolr.integrations.ignite import AutoLRHandler
 from autolr.range_test import range_test_running
 from autolr.report import Reporter
 from tests import launch

@@ -19,9 +19,9 @@ from torch.utils.data import DataLoader, TensorDataset
 pytest.importorskip("lightning")
 
 import lightning.pytorch as pl
-from autolr.integrations.lightning import AutoLRCallback
 
 from autolr import ConfigurationError
+from autolr.integrations.lightning import AutoLRCallback
 from autolr.range_test import range_test_running
 
 ROOT = Path(__file__).resolve().parents[1]

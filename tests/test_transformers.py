@@ -29,10 +29,9 @@ import torch
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("accelerate")
 
-from autolr.integrations.transformers import AutoLRCallback  # noqa: E402
-
 import autolr  # noqa: E402
 from autolr.errors import AutoLRWarning, ConfigurationError  # noqa: E402
+from autolr.integrations.transformers import AutoLRCallback  # noqa: E402
 from autolr.report import Reporter  # noqa: E402
 from autolr.suggest import FLAT_CONFIDENCE, Suggestion  # noqa: E402
 
@@ -242,6 +241,7 @@ def test_resume_needs_no_new_range_test_and_follows_the_same_trajectory(tmp_path
 def test_report_to_wandb_logs_into_the_trainers_run_without_moving_its_steps(tmp_path: Path, wandb_dir: Path
                                                                               ) -> None:
     import wandb
+
     from tests.wandb_reader import find_run_dir, read_run
 
     tune = AutoLRCallback(num_steps=30, min_confidence=0)
