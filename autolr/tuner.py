@@ -27,7 +27,6 @@ Example:
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import logging
 import math
@@ -51,7 +50,7 @@ from .report import Decision, Reporter, emit_summary, format_summary, safe_repor
 from .result import LRFindResult
 from .schedule import Plateau, schedule_from_dict
 from .suggest import Suggestion
-from .validation import as_loss_value, plain_number, validate_reporters
+from .validation import as_loss_value, did_you_mean, plain_number, validate_reporters
 from .weight_decay import named_params_info, split_param_groups, sweep_weight_decay
 
 __all__ = ["AutoLR"]
@@ -61,10 +60,6 @@ logger = logging.getLogger("autolr")
 # lr_find's arguments that AutoLR passes through (the model, optimizer, loader and step come from AutoLR itself)
 _RANGE_TEST_ARGS = frozenset(inspect.signature(lr_find).parameters) - {
     "model", "optimizer", "loader", "loss_fn", "compute_loss", "train_step", "scaler", "apply", "reporters"}
-_AUTOLR_ARGS = frozenset({
-    "schedule", "weight_decay", "weight_decay_grid", "exclude_embeddings", "step_granularity", "warmup_steps",
-    "guard", "guard_every", "guard_lr_factor", "guard_max_retries", "guard_divergence_factor", "min_confidence",
-    "check_every", "auto_step", "reporters", "wandb", "progress"})
 _LR_FIND_ONLY = frozenset({"total_steps", "epochs", "steps_per_epoch", "loss_fn", "compute_loss", "train_step"})
 
 #: the AutoLR whose hooks step each optimizer's schedule (weak both ways: neither is kept alive by this)
@@ -186,9 +181,7 @@ class AutoLR:
         if unknown:
             hints = [
                 f"{k!r} (pass it to tuner.lr_find)" if k in _LR_FIND_ONLY
-                else f"{k!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(
-                    k, sorted(_RANGE_TEST_ARGS | _AUTOLR_ARGS), n=1)) else repr(k)
-                for k in unknown
+                else f"{k!r}{did_you_mean(k, KEYWORDS)}" for k in unknown
             ]
             raise ConfigurationError(
                 f"AutoLR got unknown argument(s) {', '.join(hints)}; besides its own arguments it takes those of "
@@ -624,6 +617,13 @@ class AutoLR:
         self.scheduler.load_state_dict(state["scheduler"])
         self.scheduler.write_lrs()
         self.decisions = list(plan.decisions)
+
+
+#: every keyword argument ``AutoLR(...)`` takes: its own and the :func:`autolr.lr_find` ones it passes through
+#: (adapters check the arguments they forward against it)
+KEYWORDS: frozenset[str] = (
+    frozenset(inspect.signature(AutoLR.__init__).parameters) - {"self", "model", "optimizer", "range_test"}
+) | _RANGE_TEST_ARGS
 
 
 def _positive(value: Any) -> bool:

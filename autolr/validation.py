@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import difflib
 import inspect
 import math
 import numbers
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -17,8 +18,8 @@ from . import suggest as _suggest
 from .errors import AutoLRWarning, ConfigurationError, DataError
 from .param_groups import effective_lrs, validate_param_groups
 
-__all__ = ["as_loss_value", "check_loss", "check_step_loss", "plain_number", "validate_context", "validate_range_test",
-           "validate_reporters", "validate_step"]
+__all__ = ["as_loss_value", "check_keywords", "check_loss", "check_step_loss", "did_you_mean", "plain_number",
+           "validate_context", "validate_range_test", "validate_reporters", "validate_step"]
 
 
 def plain_number(value: Any) -> Any:
@@ -39,6 +40,38 @@ def plain_number(value: Any) -> Any:
             return [plain_number(v) for v in value.tolist()]  # a 1-D numpy array of per-group values
         return value
     return int(value) if isinstance(value, numbers.Integral) else float(value)
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices`` to a mistyped ``name``, or ``""``.
+
+    Example:
+        >>> did_you_mean("num_step", ["num_steps", "end_lr"]), did_you_mean("zzz", ["end_lr"])
+        (" (did you mean 'num_steps'?)", '')
+    """
+    close = difflib.get_close_matches(name, sorted(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def check_keywords(who: str, given: Iterable[str], *, allowed: Collection[str], owned: Mapping[str, str]) -> None:
+    """Refuse a keyword argument an adapter takes from its framework (``owned`` says where it comes from) or one
+    it does not know (with a did-you-mean), before anything is touched.
+
+    Example:
+        >>> check_keywords("Handler", ["num_steps"], allowed={"num_steps"}, owned={"loss_fn": "the engine has it"})
+        >>> check_keywords("Handler", ["loss_fn"], allowed={"num_steps"}, owned={"loss_fn": "the engine has it"})
+        Traceback (most recent call last):
+        ...
+        autolr.errors.ConfigurationError: Handler got loss_fn=, but the engine has it; drop loss_fn=
+    """
+    for name in given:
+        if name in owned:
+            raise ConfigurationError(f"{who} got {name}=, but {owned[name]}; drop {name}=")
+        if name not in allowed:
+            raise ConfigurationError(
+                f"{who} got an unknown argument {name!r}{did_you_mean(name, allowed)}; it takes "
+                + ", ".join(sorted(allowed))
+            )
 
 
 def _check_number(name: str, value: Any, *, minimum: float | None = None, integer: bool = False) -> None:

@@ -33,7 +33,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import difflib
 import inspect
 import logging
 import math
@@ -46,8 +45,8 @@ import torch
 
 from autolr import distributed as dist
 from autolr.errors import AutoLRWarning, ConfigurationError
-from autolr.range_test import lr_find as _core_lr_find
-from autolr.tuner import AutoLR
+from autolr.tuner import KEYWORDS, AutoLR
+from autolr.validation import check_keywords
 
 try:
     from ignite.base import Serializable
@@ -78,9 +77,7 @@ _OWNED = {
 _PLAN_NEEDS_NO_LENGTH = ("auto", "plateau", "constant")
 
 
-def _allowed_arguments() -> frozenset[str]:
-    names = set(inspect.signature(AutoLR.__init__).parameters) | set(inspect.signature(_core_lr_find).parameters)
-    return frozenset(names - set(_OWNED) - {"self", "range_test", "model", "optimizer"})
+_ALLOWED = KEYWORDS - set(_OWNED)
 
 
 def _identity(output: Any) -> Any:
@@ -113,16 +110,7 @@ class AutoLRHandler(Serializable):
         weight_decay: float | str | None = "auto",
         **kwargs: Any,
     ) -> None:
-        allowed = _allowed_arguments()
-        for name in kwargs:
-            if name in _OWNED:
-                raise ConfigurationError(f"AutoLRHandler got {name}=, but {_OWNED[name]}; drop {name}=")
-            if name not in allowed:
-                close = difflib.get_close_matches(name, sorted(allowed), n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ConfigurationError(
-                    f"AutoLRHandler got an unknown argument {name!r}{hint}; it takes {', '.join(sorted(allowed))}"
-                )
+        check_keywords("AutoLRHandler", kwargs, allowed=_ALLOWED, owned=_OWNED)
         self.tuner = AutoLR(model, optimizer, schedule=schedule, weight_decay=weight_decay, **kwargs)
         self._engine: Engine | None = None
         self._evaluator: Engine | None = None

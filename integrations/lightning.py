@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import difflib
 import inspect
 import logging
 import math
@@ -50,7 +49,8 @@ from autolr import distributed as dist
 from autolr.errors import AutoLRWarning, ConfigurationError, DataError
 from autolr.range_test import lr_find as _core_lr_find
 from autolr.report import Decision, Reporter
-from autolr.tuner import AutoLR
+from autolr.tuner import KEYWORDS, AutoLR
+from autolr.validation import check_keywords
 
 try:
     from lightning.pytorch import Callback
@@ -84,9 +84,7 @@ _OWNED = {
 }
 
 
-def _allowed_arguments() -> frozenset[str]:
-    names = set(inspect.signature(AutoLR.__init__).parameters) | set(inspect.signature(_core_lr_find).parameters)
-    return frozenset(names - set(_OWNED) - {"self", "range_test", "val_batches"})
+_ALLOWED = KEYWORDS - set(_OWNED) - {"val_batches"}  # (val_loader is owned: no validation batches either)
 
 
 class AutoLRCallback(Callback):
@@ -121,17 +119,7 @@ class AutoLRCallback(Callback):
         wandb: bool | dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        allowed = _allowed_arguments()
-        for name in kwargs:
-            if name in _OWNED:
-                raise ConfigurationError(f"AutoLRCallback got {name}=, but {_OWNED[name]}; drop {name}=")
-            if name not in allowed:
-                names = sorted(allowed | {"monitor", "total_steps"})
-                close = difflib.get_close_matches(name, names, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ConfigurationError(
-                    f"AutoLRCallback got an unknown argument {name!r}{hint}; it takes {', '.join(names)}"
-                )
+        check_keywords("AutoLRCallback", kwargs, allowed=_ALLOWED | {"monitor", "total_steps"}, owned=_OWNED)
         if not isinstance(monitor, str):
             raise ConfigurationError(f"monitor must be the name of a logged metric, got {monitor!r}")
         self.monitor, self.total_steps, self.wandb = monitor, total_steps, wandb
@@ -286,7 +274,7 @@ def _named_signature() -> inspect.Signature | None:
         return None
     params = [p.replace(annotation=hints.get(name, p.annotation)) for name, p in own.parameters.items()
               if p.kind is not p.VAR_KEYWORD]
-    allowed, seen = _allowed_arguments(), set(own.parameters)
+    allowed, seen = _ALLOWED, set(own.parameters)
     for source in (AutoLR.__init__, _core_lr_find):  # AutoLR's first: its check_every, progress and reporters
         for name, p in inspect.signature(source).parameters.items():
             if name in allowed and name not in seen:

@@ -64,6 +64,7 @@ from autolr.range_test import lr_find
 from autolr.report import Decision, Reporter, emit_summary, format_lr, format_summary, safe_report
 from autolr.result import LRFindResult
 from autolr.suggest import Suggestion
+from autolr.validation import check_keywords
 from autolr.weight_decay import named_params_info
 
 try:
@@ -81,18 +82,21 @@ logger = logging.getLogger("autolr")
 _STATE_VERSION = 1
 # lr_find arguments the Trainer already defines, and where the user sets them instead
 _OWNED = {
-    "model": "the Trainer's model", "optimizer": "the Trainer (optim=, or optimizers=)",
-    "loader": "the Trainer's train dataloader", "loss_fn": "Trainer.compute_loss",
-    "compute_loss": "Trainer.compute_loss (override it, or pass compute_loss_func=)",
-    "train_step": "Trainer.training_step", "backward": "the Trainer's accelerator",
-    "autocast": "TrainingArguments(bf16=/fp16=)", "autocast_dtype": "TrainingArguments(bf16=/fp16=)",
-    "scaler": "TrainingArguments(fp16=True)", "accumulation_steps": "TrainingArguments.gradient_accumulation_steps",
-    "max_grad_norm": "TrainingArguments.max_grad_norm", "device": "the Trainer's device",
-    "apply": "the callback (it always applies its decision)", "val_loader": "not supported inside the Trainer",
-    "val_batches": "not supported inside the Trainer",
-    "weight_decay": "TrainingArguments.weight_decay (the callback never changes it)",
+    "model": "the sweep uses the Trainer's model", "optimizer": "the Trainer builds it (optim=, or optimizers=)",
+    "loader": "the sweep reads the Trainer's train dataloader", "loss_fn": "the loss is Trainer.compute_loss",
+    "compute_loss": "the loss is Trainer.compute_loss (override it, or pass compute_loss_func=)",
+    "train_step": "the sweep runs Trainer.training_step", "backward": "the Trainer's accelerator does the backward",
+    "autocast": "the precision comes from TrainingArguments(bf16=/fp16=)",
+    "autocast_dtype": "the precision comes from TrainingArguments(bf16=/fp16=)",
+    "scaler": "the scaler comes from TrainingArguments(fp16=True)",
+    "accumulation_steps": "it comes from TrainingArguments.gradient_accumulation_steps",
+    "max_grad_norm": "it comes from TrainingArguments.max_grad_norm", "device": "batches go to the Trainer's device",
+    "apply": "the callback always applies its decision", "val_loader": "it is not supported inside the Trainer",
+    "val_batches": "it is not supported inside the Trainer",
+    "weight_decay": "it is TrainingArguments.weight_decay (the callback never changes it)",
 }
 _RANGE_TEST = frozenset(inspect.signature(lr_find).parameters) - set(_OWNED) - {"reporters"}
+_ALLOWED = _RANGE_TEST | {"schedule", "min_confidence", "warmup_steps", "wandb", "reporters"}
 _SCHEDULES = ("hf", *(s for s in SCHEDULES if s != "plateau"), "cosine")
 
 
@@ -132,14 +136,7 @@ class AutoLRCallback(TrainerCallback, ExportableState):
         reporters: Sequence[Reporter] = (),
         **range_test: Any,
     ) -> None:
-        for name in range_test:
-            if name in _OWNED:
-                raise ConfigurationError(f"AutoLRCallback takes {name!r} from {_OWNED[name]}; drop {name}=")
-            if name not in _RANGE_TEST:
-                raise ConfigurationError(
-                    f"AutoLRCallback got an unknown argument {name!r}; besides schedule, min_confidence, "
-                    f"warmup_steps, wandb and reporters it takes autolr.lr_find's {sorted(_RANGE_TEST)}"
-                )
+        check_keywords("AutoLRCallback", range_test, allowed=_ALLOWED, owned=_OWNED)
         if schedule not in _SCHEDULES:
             raise ConfigurationError(
                 f"schedule must be one of {list(_SCHEDULES)}, got {schedule!r} ('hf' keeps the Trainer's own "
