@@ -280,6 +280,8 @@ class AutoLR:
         self._decay_groups = [i for i, g in enumerate(optimizer.param_groups) if _positive(g.get("weight_decay"))]
         self._watcher = LossStream(check_every)
         self._observed = 0
+        self._micro: list[torch.Tensor] = []  # micro-batch losses of the optimizer step under way
+        self._micro_step = 0  # self.step when the last micro-batch loss came in
         self._idle_warned = False
         self._guard = DivergenceGuard(every=guard_every, lr_factor=guard_lr_factor, max_retries=guard_max_retries,
                                       divergence_factor=guard_divergence_factor)
@@ -471,6 +473,20 @@ class AutoLR:
             self._check(self._watcher.flush(self.step))
             self._guard.take(self.model, self.optimizer, self.scaler, self.scheduler, self.step)
 
+    def observe_micro_batch(self, loss: torch.Tensor | float | None) -> None:
+        """Feed the loss of every micro-batch (each forward/backward), for loops that accumulate gradients over
+        several: their mean is given to :meth:`observe` once, right after the optimizer step they add up to.
+
+        Call it after each micro-batch's backward (and the optimizer step when there is one). ``None`` counts the
+        micro-batch without a loss (e.g. a manual-optimization step that returned none). No host sync.
+        """
+        if loss is not None:
+            self._micro.append(as_loss_value(loss, "tuner.observe_micro_batch(loss): loss").detach().float())
+        if self.step != self._micro_step and self._micro:  # an optimizer step happened since the last call
+            values, self._micro = self._micro, []
+            self.observe(values[0] if len(values) == 1 else torch.stack(values).mean())
+        self._micro_step = self.step
+
     @property
     def _metric_reporters(self) -> list[Reporter]:
         if not dist.is_rank_zero():
@@ -604,6 +620,7 @@ class AutoLR:
                 "way as in the original run"
             )
         self.step, self.epoch = int(state["step"]), int(state["epoch"])
+        self._micro, self._micro_step = [], self.step  # micro-batches count from the resumed step
         self._guard.retries, self._guard.lr_scale = int(state["retries"]), float(state["lr_scale"])
         if state.get("result") is not None:
             self.result = LRFindResult.from_dict(state["result"])

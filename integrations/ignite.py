@@ -120,8 +120,6 @@ class AutoLRHandler(Serializable):
         self._total_steps: int | None = None
         self._loader: Any = None
         self._evaluation: dict[str, Any] | None = None  # the evaluator's metrics since the last epoch end
-        self._pending: list[torch.Tensor] = []
-        self._observed_step = 0
 
     # -- what was found and decided ----------------------------------------------------------------------
     @property
@@ -207,14 +205,13 @@ class AutoLRHandler(Serializable):
     # -- events ----------------------------------------------------------------------------------------------
     def _started(self, engine: Engine) -> None:
         tuner = self.tuner
-        self._pending, self._evaluation = [], None
+        self._evaluation = None
         # end the epoch after every EPOCH_COMPLETED handler attached before the run (an evaluation run there)
         if engine.has_event_handler(self._epoch_completed, Events.EPOCH_COMPLETED):
             engine.remove_event_handler(self._epoch_completed, Events.EPOCH_COMPLETED)
         engine.add_event_handler(Events.EPOCH_COMPLETED, self._epoch_completed)
         if tuner.scaler is None:
             tuner.scaler = getattr(engine.state, "scaler", None)  # create_supervised_trainer(scaler=True)
-        self._observed_step = tuner.step
         if tuner.plan is not None:  # loaded from a checkpoint (or planned in an earlier run): no new range test
             if dist.is_rank_zero():
                 logger.info("autolr: the engine starts at iteration %d with the saved plan (optimizer step %d); "
@@ -249,18 +246,13 @@ class AutoLRHandler(Serializable):
         with _engine_untouched(engine), step.counting():
             tuner.lr_find(data, train_step=step, total_steps=total, accumulation_steps=accumulation)
         step.check(accumulation)
-        self._observed_step = tuner.step
 
     def __call__(self, engine: Engine) -> None:
         """``ITERATION_COMPLETED``: observe the loss, once per optimizer step (the mean of its iterations)."""
         tuner = self.tuner
         if tuner.plan is None:
             return
-        self._pending.append(_as_loss(self._transform(engine.state.output)).detach().float())
-        if tuner.step != self._observed_step:  # an optimizer step happened in this iteration
-            tuner.observe(torch.stack(self._pending).mean() if len(self._pending) > 1 else self._pending[0])
-            self._pending = []
-        self._observed_step = tuner.step
+        tuner.observe_micro_batch(_as_loss(self._transform(engine.state.output)))
 
     def _evaluated(self, evaluator: Engine) -> None:
         self._evaluation = dict(evaluator.state.metrics)

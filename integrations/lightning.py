@@ -127,8 +127,6 @@ class AutoLRCallback(Callback):
         self.tuner: AutoLR | None = None
         self._stash: dict[str, Any] | None = None
         self._fitting = False
-        self._pending: list[torch.Tensor] = []
-        self._observed_step = 0
 
     # -- what was found and decided ----------------------------------------------------------------------
     @property
@@ -143,7 +141,7 @@ class AutoLRCallback(Callback):
 
     # -- fit events --------------------------------------------------------------------------------------
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
-        self.tuner, self._pending, self._observed_step = None, [], 0
+        self.tuner = None
         if trainer.lr_scheduler_configs:
             names = [type(c.scheduler).__name__ for c in trainer.lr_scheduler_configs]
             raise ConfigurationError(
@@ -184,11 +182,8 @@ class AutoLRCallback(Callback):
         loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
         if torch.is_tensor(loss):
             scale = trainer.accumulate_grad_batches if pl_module.automatic_optimization else 1
-            self._pending.append(loss.detach() * scale)  # Lightning hands back loss / accumulate_grad_batches
-        if tuner.step != self._observed_step and self._pending:  # an optimizer step just happened
-            tuner.observe(torch.stack(self._pending).float().mean())
-            self._pending = []
-        self._observed_step = tuner.step
+            loss = loss.detach() * scale  # Lightning hands back loss / accumulate_grad_batches
+        tuner.observe_micro_batch(loss if torch.is_tensor(loss) else None)
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         tuner = self.tuner

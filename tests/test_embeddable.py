@@ -515,3 +515,31 @@ def test_no_idle_warning_when_the_plans_optimizer_steps() -> None:
             tuner.observe(loss)
         tuner.close()
     assert tuner.step == 5
+
+
+def test_micro_batch_losses_are_observed_once_per_optimizer_step_as_their_mean() -> None:
+    """Frameworks hand over every micro-batch's loss; the tuner observes their mean after each real step, also
+    right after a resume (the micro-batches count from the resumed step)."""
+    model, opt = _model_and_opt()
+    tuner = AutoLR(model, opt, schedule="constant", weight_decay=None, check_every=1, progress=False)
+    tuner.lr_find(tasks.batches(count=4), LOSS, total_steps=20, num_steps=20)
+    seen = _Recorder()
+    tuner.reporters.append(seen)
+    losses = []
+    for i, (x, y) in enumerate(tasks.batches(count=6)):
+        loss = LOSS(model(x), y)
+        (loss / 2).backward()
+        losses.append(loss.detach())
+        if i % 2 == 1:
+            opt.step()
+            opt.zero_grad()
+        tuner.observe_micro_batch(loss)
+    tuner.observe_micro_batch(None)  # a micro-batch without a loss: nothing to add, nothing observed yet
+    tuner.close()
+    observed = [m["autolr/train_loss"] for _, m in seen.rows if "autolr/train_loss" in m]
+    expected = [float(torch.stack(losses[i:i + 2]).mean()) for i in (0, 2, 4)]
+    assert observed == pytest.approx(expected, rel=1e-6) and tuner.step == 3
+    resumed = AutoLR(*_model_and_opt(), schedule="constant", weight_decay=None, progress=False)
+    resumed.load_state_dict(tuner.state_dict())
+    resumed.observe_micro_batch(torch.tensor(1.0))  # first micro-batch after resuming at step 3: no step yet
+    assert resumed._micro and resumed._observed == 0
