@@ -27,8 +27,8 @@ if TYPE_CHECKING:
     from .result import LRFindResult
 
 __all__ = [
-    "Decision", "LoggingReporter", "Reporter", "emit_summary", "format_lr", "format_summary", "safe_report",
-    "show_progress",
+    "Decision", "LoggingReporter", "Reporter", "emit_summary", "format_lr", "format_summary", "group_metrics",
+    "safe_report", "show_progress",
 ]
 
 logger = logging.getLogger("autolr")
@@ -114,6 +114,22 @@ class Reporter:
 
     def close(self) -> None:
         """Training is over; flush and release resources."""
+
+
+def group_metrics(lrs: Sequence[Any], groups: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The per-group training metrics reporters get after an optimizer step: ``autolr/lr/group<i>`` (the LR that
+    step ran at) and ``autolr/weight_decay/group<i>`` (float decays only: a tensor one would need a host read).
+
+    Example:
+        >>> group_metrics([0.1], [{"weight_decay": 0.05}])
+        {'autolr/lr/group0': 0.1, 'autolr/weight_decay/group0': 0.05}
+    """
+    metrics = {f"autolr/lr/group{i}": lr for i, lr in enumerate(lrs)}  # as given: no host read here
+    for i, group in enumerate(groups):
+        wd = group.get("weight_decay")
+        if isinstance(wd, (int, float)):
+            metrics[f"autolr/weight_decay/group{i}"] = float(wd)
+    return metrics
 
 
 _warned_reporters: set[str] = set()

@@ -46,7 +46,7 @@ from .monitor import LossStream
 from .param_groups import effective_lrs, set_group_value, unwrap_optimizer, validate_param_groups
 from .plan import KNOWN_OPTIMIZERS, SCHEDULES, Plan, make_plan, resolve_weight_decay, supports_weight_decay
 from .range_test import ComputeLoss, LossFn, TrainStep, lr_find, range_test_running
-from .report import Decision, Reporter, emit_summary, format_summary, safe_report
+from .report import Decision, Reporter, emit_summary, format_summary, group_metrics, safe_report
 from .result import LRFindResult
 from .schedule import Plateau, schedule_from_dict
 from .suggest import Suggestion
@@ -426,11 +426,7 @@ class AutoLR:
         if self.auto_step and self.plan.step_granularity == "step":
             scheduler._advance()
         if self._metric_reporters:
-            metrics = {f"autolr/lr/group{i}": lr for i, lr in enumerate(used)}
-            for i, group in enumerate(self.optimizer.param_groups):
-                wd = group.get("weight_decay")
-                if isinstance(wd, (int, float)):
-                    metrics[f"autolr/weight_decay/group{i}"] = float(wd)
+            metrics = group_metrics(used, self.optimizer.param_groups)
             for reporter in self._metric_reporters:
                 safe_report(reporter.training_metrics, self.step, metrics)
 

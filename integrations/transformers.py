@@ -61,7 +61,7 @@ from autolr.lr_scheduler import set_peak_lrs
 from autolr.param_groups import get_lrs, set_group_value, unwrap_optimizer
 from autolr.plan import SCHEDULES, Plan, make_plan
 from autolr.range_test import lr_find
-from autolr.report import Decision, Reporter, emit_summary, format_lr, format_summary, safe_report
+from autolr.report import Decision, Reporter, emit_summary, format_lr, format_summary, group_metrics, safe_report
 from autolr.result import LRFindResult
 from autolr.suggest import Suggestion
 from autolr.validation import check_keywords
@@ -186,11 +186,7 @@ class AutoLRCallback(TrainerCallback, ExportableState):
         if not reporters or self.plan is None or self._trainer is None:
             return
         optimizer = unwrap_optimizer(self._trainer.optimizer)
-        metrics = {f"autolr/lr/group{i}": lr for i, lr in enumerate(get_lrs(optimizer))}  # what this step ran at
-        for i, group in enumerate(optimizer.param_groups):
-            wd = group.get("weight_decay")
-            if isinstance(wd, (int, float)):
-                metrics[f"autolr/weight_decay/group{i}"] = float(wd)
+        metrics = group_metrics(get_lrs(optimizer), optimizer.param_groups)  # the LRs this step ran at
         for reporter in reporters:
             safe_report(reporter.training_metrics, state.global_step + 1, metrics)
 
