@@ -15,8 +15,10 @@ from tests import tasks
 
 
 def objective(trial: optuna.Trial) -> float:
+    # hidden >= 16: every (trial number, width) this test can draw gives a confident suggestion (checked over
+    # numbers 0-3 and widths 8-32; width 8 with seeds 1 and 3 is a legitimate "no LR" prune, not what this tests)
     torch.manual_seed(trial.number)
-    model = tasks.BNDropoutNet(hidden=trial.suggest_int("hidden", 8, 32))
+    model = tasks.BNDropoutNet(hidden=trial.suggest_int("hidden", 16, 32))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     suggest_lr(trial, model, optimizer, tasks.batches(count=4), loss_fn=torch.nn.CrossEntropyLoss(), num_steps=40)
     return tasks.train(model, optimizer, tasks.batches(count=4), steps=5)[-1]
