@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import warnings
 from collections.abc import Mapping
@@ -95,6 +96,40 @@ class LRFindResult:
             )
         set_lrs(optimizer, lrs)
         return lrs
+
+    def search_range(self, *, divergence_margin: float = 4.0) -> tuple[float, float]:
+        """A log-uniform ``(low, high)`` LR range to search, read off the curve (hyperparameter-search adapters).
+
+        ``low`` is where the loss starts to fall (``descent_low_lr``); ``high`` is the end of the descent
+        (``descent_high_lr``), but never above the divergence edge divided by ``divergence_margin``. Missing
+        evidence falls back on the suggestion: ``low = lr / 10``; ``high`` = the LR of the minimum loss, else
+        ``lr * 10`` (each still capped by the divergence edge). The range always contains the suggestion, and is at
+        least a factor 4 wide around it.
+
+        Raises:
+            ValueError: the range test gave no suggestion (its reason says what to change).
+
+        Example:
+            >>> LRFindResult(Curve([1e-3], [1.0]), Suggestion(0.01, "x", 1.0, "r")).search_range()
+            (0.001, 0.1)
+        """
+        s = self.suggestion
+        if s.lr is None:
+            raise ValueError(f"the range test gave no learning rate to search around: {s.reason}")
+        lr = float(s.lr)
+        ev: Mapping[str, Any] = s.evidence
+
+        def finite(key: str) -> float | None:
+            v = ev.get(key)
+            return float(v) if isinstance(v, (int, float)) and math.isfinite(v) and v > 0 else None
+
+        low = finite("descent_low_lr") or lr / 10
+        high = finite("descent_high_lr") or finite("min_loss_lr") or lr * 10
+        divergence = finite("divergence_lr")
+        if divergence is not None:
+            high = min(high, divergence / divergence_margin)
+        low, high = min(low, lr / 2), max(high, lr * 2)  # contains the suggestion, with room on both sides
+        return low, high
 
     # -- serialisation ---------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

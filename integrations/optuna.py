@@ -123,28 +123,13 @@ def lr_search_space(result: LRFindResult, *, divergence_margin: float = 4.0) -> 
     (``descent_high_lr``), but never above the divergence edge divided by ``divergence_margin``. Missing evidence
     falls back on the suggestion: ``low = lr / 10``; ``high`` = the LR of the minimum loss, else ``lr * 10``
     (each still capped by the divergence edge). The range always contains the suggestion, and is at least a
-    factor 4 wide around it.
+    factor 4 wide around it. The same as :meth:`LRFindResult.search_range <autolr.LRFindResult.search_range>`
+    (the Ray Tune adapter reads its range there too).
 
     Raises:
         ValueError: the range test gave no suggestion (its reason says what to change).
     """
-    s = result.suggestion
-    if s.lr is None:
-        raise ValueError(f"the range test gave no learning rate to search around: {s.reason}")
-    lr = float(s.lr)
-    ev: Mapping[str, Any] = s.evidence
-
-    def finite(key: str) -> float | None:
-        v = ev.get(key)
-        return float(v) if isinstance(v, (int, float)) and math.isfinite(v) and v > 0 else None
-
-    low = finite("descent_low_lr") or lr / 10
-    high = finite("descent_high_lr") or finite("min_loss_lr") or lr * 10
-    divergence = finite("divergence_lr")
-    if divergence is not None:
-        high = min(high, divergence / divergence_margin)
-    low, high = min(low, lr / 2), max(high, lr * 2)  # contains the suggestion, with room on both sides
-    return low, high
+    return result.search_range(divergence_margin=divergence_margin)
 
 
 def narrow_lr_range(

@@ -1,4 +1,7 @@
-"""One worker of the shared-storage test: loads the study from the SQLite file and runs trials with suggest_lr."""
+"""One worker of the shared-storage tests: loads the study from the shared storage and runs trials with suggest_lr.
+
+The storage argument is a database URL (``sqlite:///study.db``), or the path of a journal file (ending in ``.log``)
+shared through Optuna's ``JournalStorage``."""
 
 from __future__ import annotations
 
@@ -24,8 +27,15 @@ def objective(trial: optuna.Trial) -> float:
     return tasks.train(model, optimizer, tasks.batches(count=4), steps=5)[-1]
 
 
+def storage_from(arg: str) -> str | optuna.storages.BaseStorage:
+    """A database URL as it is; a ``.log`` path as a journal file (several processes append to it, under a lock)."""
+    if arg.endswith(".log"):
+        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(arg))
+    return arg
+
+
 if __name__ == "__main__":
-    storage, name, trials = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    storage, name, trials = storage_from(sys.argv[1]), sys.argv[2], int(sys.argv[3])
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(study_name=name, storage=storage)
     study.optimize(objective, n_trials=trials)

@@ -9,8 +9,8 @@ import sys
 def test_import_autolr_does_not_import_heavy_packages() -> None:
     code = (
         "import sys, autolr, autolr.integrations; "
-        "heavy = [m for m in ('wandb', 'scipy', 'matplotlib', 'lightning', 'transformers', 'ignite', 'optuna') "
-        "if m in sys.modules]; print(','.join(heavy))"
+        "heavy = [m for m in ('wandb', 'scipy', 'matplotlib', 'lightning', 'transformers', 'ignite', 'optuna', "
+        "'ray') if m in sys.modules]; print(','.join(heavy))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert out.stdout.strip() == ""

@@ -196,3 +196,27 @@ def test_two_processes_share_one_sqlite_study(tmp_path: Path) -> None:
     assert len(trials) == 4
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
     assert all(t.user_attrs["autolr/lr"] == pytest.approx(t.params["lr"]) for t in trials)
+
+
+def test_two_processes_share_one_journal_file_study(tmp_path: Path) -> None:
+    journal = tmp_path / "study.log"
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal)))
+    study = optuna.create_study(study_name="shared", storage=storage)
+    worker = Path(__file__).with_name("optuna_worker.py")
+    procs = [subprocess.Popen([sys.executable, str(worker), str(journal), "shared", "2"], stderr=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    try:
+        for p in procs:
+            _, err = p.communicate(timeout=90)
+            assert p.returncode == 0, err
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    trials = study.get_trials()  # the journal replayed: what the two workers appended
+    assert len(trials) == 4
+    assert sorted(t.number for t in trials) == [0, 1, 2, 3]  # no number given twice
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert all(t.user_attrs["autolr/lr"] == pytest.approx(t.params["lr"]) for t in trials)
+    assert all(16 <= t.params["hidden"] <= 32 for t in trials)
