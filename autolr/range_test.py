@@ -40,6 +40,8 @@ from .curve import DEFAULT_SMOOTHING, Curve
 from .errors import ConfigurationError, DataError
 from .monitor import DivergenceRule, LossBuffer
 from .param_groups import effective_lrs, set_group_value, unwrap_optimizer, validate_param_groups
+from .pretrained import StartState
+from .pretrained import detect as detect_start
 from .report import Reporter, emit_summary, format_summary, safe_report, show_progress
 from .result import LRFindResult
 from .snapshot import Snapshot, reshard_fsdp
@@ -107,6 +109,7 @@ def lr_find(
     check_every: int = 4,
     snapshot: Literal["cpu", "disk"] = "cpu",
     method: str = "default",
+    finetune: bool | None = None,
     apply: bool = False,
     keyboard_interrupt: Literal["raise", "stop"] = "raise",
     progress: bool | None = None,
@@ -169,6 +172,10 @@ def lr_find(
         check_every: read losses back to the host every this many steps (higher = fewer syncs on GPU).
         snapshot: ``"cpu"`` (memory, no extra GPU memory) or ``"disk"`` (private temp dir).
         method: suggestion strategy, see :data:`autolr.suggest.STRATEGIES`.
+        finetune: whether the model starts trained (a fine-tune), which the default rule reads differently (see
+            :mod:`autolr.suggest`). ``None`` (default) reads it off the weights before the test
+            (:func:`autolr.pretrained.detect`: moved BatchNorm statistics, learned norm scales, or weights beyond
+            PyTorch's default init); ``True``/``False`` says so. The result's ``settings`` records which.
         apply: set the suggested LR on the optimizer after the restore.
         keyboard_interrupt: ``"raise"`` (restore, then re-raise Ctrl-C) or ``"stop"`` (end the sweep there
             and analyse what was measured).
@@ -206,6 +213,8 @@ def lr_find(
     validate_step(train_step, loss_fn, compute_loss, val_loader, backward, autocast, autocast_dtype, max_grad_norm)
     validate_context(device=device, scaler=scaler, autocast_dtype=autocast_dtype, val_loader=val_loader,
                      apply=apply, progress=progress, reporters=reporters)
+    if finetune is not None and not isinstance(finetune, bool):
+        raise ConfigurationError(f"finetune must be None (read it off the weights), True or False, got {finetune!r}")
     reshard_fsdp(model)  # FSDP2 left unsharded (e.g. by an eval pass) holds full tensors, not the optimizer's
     starts = validate_range_test(
         model, optimizer, loader, loss_fn if train_step is None else None,
@@ -214,6 +223,7 @@ def lr_find(
         keyboard_interrupt, val_batches, check_every, train_step_given=train_step is not None,
     )
     initial_lrs = tuple(effective_lrs(optimizer))
+    start = detect_start(model) if finetune is None else StartState(finetune, "given", f"finetune={finetune} given")
     target = torch.device(device) if device is not None else model_device(model)
     settings = {
         "start_lr": starts[0], "end_lr": float(end_lr), "num_steps": num_steps, "mode": mode,
@@ -223,6 +233,7 @@ def lr_find(
         "world_size": dist.get_world_size(), "optimizer": type(optimizer).__name__,
         "amp": str(autocast_dtype) if autocast_dtype is not None else ("custom" if autocast is not None else None),
         "scaler": scaler is not None, "step": "train_step" if train_step is not None else "autolr",
+        "finetune": start.trained, "finetune_sign": start.reason,
     }
     with keep_generators(loader, val_loader), Snapshot.take(model, optimizer, scaler=scaler, storage=snapshot):
         curve = _sweep(
@@ -235,7 +246,8 @@ def lr_find(
             progress=progress, device=target,
         )
     suggestion: Suggestion = dist.decide_on_rank_zero(
-        lambda: _suggest.suggest(curve.lrs, curve.losses, method=method)
+        lambda: _suggest.suggest(curve.lrs, curve.losses, method=method, finetune=start.trained,
+                                 finetune_reason=start.reason)
     )
     result = LRFindResult(curve, suggestion, initial_lrs=initial_lrs, settings=settings)
     if apply:

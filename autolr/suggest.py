@@ -29,6 +29,15 @@ confidence ``FLAT_CONFIDENCE`` and a reason that says it is a guess. A network o
 long-range task) shows such a curve however long the sweep: it leaves the plateau only after more steps at one
 LR than a sweep spends anywhere. ``min_loss_lr`` is left out of the evidence, so a one-cycle plan reads the edge.
 
+**Fine-tuning** (``finetune=True``; :func:`autolr.lr_find` reads it off the weights, see
+:mod:`autolr.pretrained`): the rules and the LR are the same. On the fine-tuning benchmark
+(``benchmarks/finetune.py``: small models pretrained locally, moved to a shifted target) this default already has
+the lowest median and mean regret of every method measured, and no factor tried on its tuning tasks (further below
+the divergence edge, or a raised peak for warmup + decay) did better there. What changes is the reading: a sweep on
+a trained model is usually flat (little left to gain in a few dozen steps, the noise hides the descent), so a flat
+curve's edge reading is the expected answer, not a guess: confidence ``FINETUNE_FLAT_CONFIDENCE`` (0.15, so
+``min_confidence=0.1`` applies it) and a reason that says so. Every reason starts with ``fine-tune (<why>)``.
+
 Every threshold is a fraction of the drop or a multiple of the noise, so suggestions do not change when a
 constant is added to the loss or the loss is rescaled.
 
@@ -87,6 +96,12 @@ WEAK_CONFIDENCE = 0.1
 FLAT_DIVERGENCE_FACTOR = 20.0
 #: Confidence of that guess.
 FLAT_CONFIDENCE = 0.05
+#: Confidence of a fine-tune's flat-curve reading (the model started trained, see :mod:`autolr.pretrained`): the
+#: expected shape there (a trained model has little to gain in a short sweep, so noise hides the descent), and
+#: ``divergence_lr / FLAT_DIVERGENCE_FACTOR`` lands within half a decade of the best constant LR on the fine-tuning
+#: benchmark's tuning tasks (``benchmarks/finetune.py``), where it is the best rule measured. Above 0.1, so
+#: ``min_confidence=0.1`` keeps it; under the ``0.2`` that also skips weak suggestions.
+FINETUNE_FLAT_CONFIDENCE = 0.15
 
 
 @dataclass(frozen=True)
@@ -101,6 +116,8 @@ class Suggestion:
         alternatives: what every other strategy suggested, name -> lr (or None).
         evidence: numbers read off the curve (e.g. ``min_loss_lr``, ``steepest_lr``, ``divergence_lr``,
             ``descent_low_lr``, ``descent_high_lr``, ``loss_drop``); absent keys were not found.
+        finetune: the curve was read as a fine-tune's (the model started trained); :func:`autolr.make_plan`
+            sets the peak of a decaying schedule from it.
     """
 
     lr: float | None
@@ -109,6 +126,7 @@ class Suggestion:
     reason: str
     alternatives: Mapping[str, float | None] = field(default_factory=dict)
     evidence: Mapping[str, float] = field(default_factory=dict)
+    finetune: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -118,6 +136,7 @@ class Suggestion:
             "reason": self.reason,
             "alternatives": dict(self.alternatives),
             "evidence": dict(self.evidence),
+            "finetune": self.finetune,
         }
 
     @classmethod
@@ -129,6 +148,7 @@ class Suggestion:
             reason=str(data.get("reason", "")),
             alternatives=dict(data.get("alternatives", {})),
             evidence=dict(data.get("evidence", {})),
+            finetune=bool(data.get("finetune", False)),
         )
 
 
@@ -181,7 +201,7 @@ def _default_choice(f: Features) -> tuple[float, str] | None:
         return None
     if f.flat and f.divergence is not None:  # the stability edge alone: as far below it as the rule usually lands
         return float(10 ** (f.divergence - math.log10(FLAT_DIVERGENCE_FACTOR))), (
-            f"divergence_lr / {FLAT_DIVERGENCE_FACTOR:g}; no descent, low confidence"
+            f"divergence_lr / {FLAT_DIVERGENCE_FACTOR:g}; no descent"
         )
     if f.descent is None:  # weak: the rule on the noisier minimum, never before the first LR
         x_pick, how = _below_minimum(f)
@@ -264,13 +284,21 @@ def _confidence(f: Features, picks: Mapping[str, float | None]) -> float:
     return round(shape * (length + clarity + agree) / 3.0, 3)
 
 
-def suggest(lrs: ArrayLike, losses: ArrayLike, *, method: str = "default") -> Suggestion:
+def suggest(
+    lrs: ArrayLike, losses: ArrayLike, *, method: str = "default", finetune: bool = False,
+    finetune_reason: str | None = None,
+) -> Suggestion:
     """Suggest a learning rate from a range-test curve.
 
     Args:
         lrs: learning rate of each step (strictly increasing).
         losses: raw loss of each step; NaN/inf are ignored.
         method: a name in :data:`STRATEGIES`; the others are reported in ``alternatives``.
+        finetune: the model started trained (:func:`autolr.lr_find` reads it off the weights). The rules and the
+            LR are the same (on the fine-tuning benchmark they are the best measured, see the module docstring);
+            the reason says so, and a flat curve, the expected shape of a fine-tune's sweep, is read as the
+            stability edge with confidence ``FINETUNE_FLAT_CONFIDENCE`` instead of a low-confidence guess.
+        finetune_reason: why the model was read as trained (put in the reason); only with ``finetune=True``.
 
     Returns:
         A :class:`Suggestion`. ``lr`` is None (with the fix in ``reason``) for too few points, a flat curve or
@@ -286,18 +314,29 @@ def suggest(lrs: ArrayLike, losses: ArrayLike, *, method: str = "default") -> Su
         raise ValueError(f"method must be one of {sorted(STRATEGIES)}, got {method!r}")
     f = analyse(lrs, losses)
     picks = {name: rule(f) for name, rule in STRATEGIES.items()}
+    choice = _default_choice(f)
     others = {name: lr for name, lr in picks.items() if name != method}
     evidence = _evidence(f, picks)
     lr = picks[method]
+    ft = f"fine-tune ({finetune_reason or 'finetune=True'}): " if finetune else ""
     if f.problem or lr is None:
         why = f.problem or f"strategy {method!r} found no LR"
         if f.flat:
             why += f": there is no descent (drop {max(f.snr, 0):.1f}x noise); the default rule guesses from divergence"
         elif is_weak(f):
             why += f": the descent is weak (drop {f.snr:.1f}x noise, under {MIN_SNR:g}x); the default rule answers"
-        return Suggestion(None, method, 0.0, why, others, evidence)
-    choice = _default_choice(f)
+        return Suggestion(None, method, 0.0, ft + why, others, evidence, finetune)
     how = choice[1] if method == "default" and choice else f"{method} rule"
+    if finetune and f.flat and f.divergence is not None:  # the usual shape of a fine-tune's sweep
+        parts = [
+            f"{ft}little descent (the loss drop is {max(f.snr, 0):.1f}x its noise), as expected of a trained model "
+            "in a short sweep",
+            f"the stability edge carries over: diverged at {10**f.divergence:.1e}",
+            f"chose {lr:.1e} ({how}: as far below the edge as the best constant LR of a fine-tune usually lies); "
+            "the best LR may sit up to half a decade either side, and a warmup + decay schedule tolerates a peak "
+            "up to 3x higher",
+        ]
+        return Suggestion(lr, method, FINETUNE_FLAT_CONFIDENCE, "; ".join(parts), others, evidence, finetune)
     if f.flat and f.divergence is not None:  # no descent: only the default rule answers, from the stability edge
         noise = f" (per-step noise {evidence['noise']:.0%} of the loss)" if "noise" in evidence else ""
         parts = [
@@ -312,16 +351,16 @@ def suggest(lrs: ArrayLike, losses: ArrayLike, *, method: str = "default") -> Su
         return Suggestion(lr, method, FLAT_CONFIDENCE, "; ".join(parts), others, evidence)
     if f.descent is None:  # weak: only the default rule answers
         parts = [
-            f"weak descent: the loss drop is only {f.snr:.1f}x its noise (need {MIN_SNR:g}x for a confident "
+            f"{ft}weak descent: the loss drop is only {f.snr:.1f}x its noise (need {MIN_SNR:g}x for a confident "
             f"answer): rerun with more num_steps or larger batches to confirm",
             f"noisy loss minimum at {10**f.x_min:.1e}",
             f"diverged at {10**f.divergence:.1e}" if f.divergence is not None else "no divergence seen",
             f"chose {lr:.1e} ({how})",
         ]
-        return Suggestion(lr, method, WEAK_CONFIDENCE, "; ".join(parts), others, evidence)
+        return Suggestion(lr, method, WEAK_CONFIDENCE, "; ".join(parts), others, evidence, finetune)
     low, high = f.descent
     parts = [
-        f"steepest stable descent {10**low:.1e}..{10**high:.1e} ({high - low:.1f} decades, "
+        f"{ft}steepest stable descent {10**low:.1e}..{10**high:.1e} ({high - low:.1f} decades, "
         f"drop {min(f.snr, 1e4):.0f}x noise)"
     ]
     if f.at_end:
@@ -332,4 +371,4 @@ def suggest(lrs: ArrayLike, losses: ArrayLike, *, method: str = "default") -> Su
     parts.append(f"chose {lr:.1e} ({how})")
     if lr < 10 ** f.x[0] * (1 - 1e-9):  # a decade below a divergence that came soon after the start
         parts.append(f"below the sweep's first LR {10 ** f.x[0]:.1e}: rerun with a lower start_lr to see it")
-    return Suggestion(lr, method, _confidence(f, picks), "; ".join(parts), others, evidence)
+    return Suggestion(lr, method, _confidence(f, picks), "; ".join(parts), others, evidence, finetune)

@@ -11,9 +11,10 @@ fine-tuned on a shifted domain, Python source code from the standard library, wi
 (linear decay after a 10 % warmup, ``max_grad_norm=1.0``, ``gradient_accumulation_steps=2``, weight decay 0.01):
 
 1. Hugging Face's default ``learning_rate=5e-5``;
-2. ``AutoLRCallback()``: the range test runs through the Trainer's own step; a suggestion it can trust moves the
-   peak of HF's own schedule, and a guess (a flat curve, usual on a pretrained model) is *not* applied: the
-   Trainer keeps ``learning_rate``, and a warning says why;
+2. ``AutoLRCallback()``: the range test runs through the Trainer's own step and the LR found moves the peak of
+   HF's own schedule. The model is read as trained (its LayerNorm scales moved), so the flat curve usual on a
+   pretrained model is read at its stability edge (confidence 0.15); a fresh model's flat-curve guess
+   (confidence 0.05) would *not* be applied: the Trainer would keep ``learning_rate``, with a warning;
 3. ``AutoLRCallback(min_confidence=0)``: whatever was suggested is applied, guesses included;
 4. ``AutoLRCallback(schedule="auto", min_confidence=0)``: the plan's schedule (warmup + cosine) takes over too.
 

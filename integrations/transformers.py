@@ -18,8 +18,9 @@ What the training then uses:
   (e.g. warmup + cosine over ``max_steps``, its own warmup) replaces the multipliers of the Trainer's
   ``LambdaLR``; ``lr_scheduler_type`` and ``warmup_*`` are then not used, and the log says so.
 
-Fine-tuning is the common case here, and an LR finder can mislead on an already trained model (a flat curve
-gives only a guess). ``min_confidence`` defaults to ``0.1``: a suggestion under it (a flat-curve guess,
+Fine-tuning is the common case here: the range test reads off the weights that the model starts trained
+(:mod:`autolr.pretrained`), and the flat curve usual on a trained model is then read at its stability edge with
+confidence 0.15. ``min_confidence`` defaults to ``0.1``: a suggestion under it (a fresh model's flat-curve guess,
 confidence 0.05) is not applied, the Trainer keeps ``learning_rate``, and an :class:`~autolr.AutoLRWarning` says
 why. Weight decay is never changed: it is ``TrainingArguments.weight_decay`` on Hugging Face's own groups.
 
@@ -109,7 +110,7 @@ class AutoLRCallback(TrainerCallback, ExportableState):
             replaces the multipliers of the Trainer's ``LambdaLR`` (``lr_scheduler_type`` and ``warmup_*`` are
             then unused).
         min_confidence: apply the suggestion only when its confidence is at least this (default ``0.1``: a
-            flat-curve guess is never applied to a pretrained model); otherwise ``learning_rate`` is kept, with a
+            fresh model's flat-curve guess is not applied, a fine-tune's edge reading is); otherwise ``learning_rate`` is kept, with a
             warning. ``0`` applies every suggestion.
         warmup_steps: the plan's warmup with ``schedule="auto"`` (default: its 5 % rule).
         wandb: ``None`` (default): with ``report_to="wandb"``, log into the run Hugging Face manages. ``True``:
