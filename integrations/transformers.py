@@ -110,8 +110,8 @@ class AutoLRCallback(TrainerCallback, ExportableState):
             replaces the multipliers of the Trainer's ``LambdaLR`` (``lr_scheduler_type`` and ``warmup_*`` are
             then unused).
         min_confidence: apply the suggestion only when its confidence is at least this (default ``0.1``: a
-            fresh model's flat-curve guess is not applied, a fine-tune's edge reading is); otherwise ``learning_rate`` is kept, with a
-            warning. ``0`` applies every suggestion.
+            fresh model's flat-curve guess is not applied, a fine-tune's edge reading is); otherwise
+            ``learning_rate`` is kept, with a warning. ``0`` applies every suggestion.
         warmup_steps: the plan's warmup with ``schedule="auto"`` (default: its 5 % rule).
         wandb: ``None`` (default): with ``report_to="wandb"``, log into the run Hugging Face manages. ``True``:
             also start autolr's own run when the Trainer has none. ``False``: no W&B. A dict: arguments of

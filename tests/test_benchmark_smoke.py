@@ -110,3 +110,81 @@ def test_plateau_probe_prints_loss_blocks_and_sweep_readings(capsys: pytest.Capt
     assert len(values) == 2 and all(0.5 < v < 2.0 for v in values)  # 50 steps: still on the plateau (loss ~1)
     assert "seed 0, 40 steps: drop" in out and "suggestion" in out
     assert "seed 0, 40 steps, validation mode (2 batches): drop" in out
+
+
+def test_search_benchmark_counts_steps_and_keeps_the_best(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``benchmarks/search.py`` on the synthetic regression task: 8 trials per method, one seed, a 5-point oracle."""
+    pytest.importorskip("optuna")
+    search = pytest.importorskip("benchmarks.search")
+    from benchmarks import training
+    from benchmarks.tasks import get_task
+
+    task = get_task(TASK)
+    argv = ["--tasks", TASK, "--seeds", "0", "--trials", "8", "--points-per-decade", "1",
+            "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "search.json")]  # fmt: skip
+    assert search.main(argv) == 0
+    table = capsys.readouterr().out
+    out = json.loads((tmp_path / "search.json").read_text())
+    assert out["config"]["checkpoints"] == [4, 8]
+    seed = out["tasks"][TASK]["seeds"]["0"]
+    assert seed["grid_points"] == 5 and seed["oracle"] < seed["untrained"]
+    runs = {name: seed["methods"][name] for name in search.METHODS}
+    for name, r in runs.items():
+        best = r["best_so_far"]
+        assert len(r["trials"]) == len(best) == 8
+        assert np.all(np.diff(best) <= 0), name  # best-so-far never goes up
+        values = [t["loss"] for t in r["trials"] if t["loss"] is not None]
+        assert best[-1] == pytest.approx(min(values))
+        for n in ("4", "8"):
+            assert r["by_trials"][n]["regret"] <= 1.0
+            assert r["by_budget"][n]["regret"] >= r["by_trials"][n]["regret"]  # a budget of n runs fits <= n trials
+        range_steps = sum(t["range_steps"] for t in r["trials"])
+        assert r["by_trials"]["8"]["steps"] == r["setup_steps"] + 8 * task.steps + range_steps
+    # plain searches cost exactly their training runs; autolr's range tests are counted on top
+    for name in ("random", "tpe"):
+        assert runs[name]["by_trials"]["8"]["steps"] == 8 * task.steps
+        assert runs[name]["by_budget"]["4"]["trials"] == 4
+    per_trial = runs["tpe+autolr-per-trial"]
+    assert all(0 < t["range_steps"] <= search.RANGE_STEPS for t in per_trial["trials"])
+    assert per_trial["by_budget"]["4"]["trials"] < 4  # each trial costs a run plus a range test
+    narrowed = runs["tpe+autolr-range"]
+    assert 0 < narrowed["setup_steps"] <= search.RANGE_STEPS and narrowed["by_budget"]["4"]["trials"] == 3
+    assert narrowed["trials"][0]["lr"] == pytest.approx(narrowed["suggestion"], rel=1e-4)  # enqueued first
+    assert all(narrowed["lr_low"] * 0.9999 <= t["lr"] <= narrowed["lr_high"] * 1.0001 for t in narrowed["trials"])
+    assert "| tpe+autolr-per-trial |" in table and "claim: 8 trials" in table
+
+    # The search's trainer is the benchmark's trainer at the task's own hyperparameters.
+    default = search.default_hparams(task, 1e-3)
+    assert search.train_hparams(task, 0, default) == training.train(task, 0, 1e-3, "constant")
+
+    # A rerun trains nothing (range tests are re-run, training comes from the cache) and prints the same tables.
+    assert search.main(argv) == 0
+    assert capsys.readouterr().out == table
+    assert json.loads((tmp_path / "search.json").read_text())["cache"]["trained"] == 0
+
+
+def test_finetune_benchmark_one_task_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """benchmarks/finetune.py on its cheapest task (pretraining included, in a fresh cache): pretraining must
+    help, regrets are in [0, 1], and score_lr / interp_regret agree with the oracle."""
+    pytest.importorskip("sklearn")
+    finetune = pytest.importorskip("benchmarks.finetune")
+    task, out, curves = "function_shift_mlp_adam", tmp_path / "ft.json", tmp_path / "curves.json"
+    argv = ["--tasks", task, "--seeds", "0", "--points-per-decade", "1", "--methods", "autolr:default",
+            "textbook-finetune", "--cache-dir", str(tmp_path / "cache"), "--out", str(out),
+            "--curves", str(curves)]  # fmt: skip
+    assert finetune.main(argv) == 0
+    result = json.loads(out.read_text())["tasks"][task]
+    assert "| textbook-finetune |" in capsys.readouterr().out
+    for protocol in ("constant", "warmup_linear"):
+        oracle = result["oracle"][protocol]
+        assert len(oracle["grid"]) == 7 and oracle["best_loss"] < result["untrained_loss"]
+        assert result["pretraining_gain"][protocol] >= 0.05  # fine-tuned beats from-scratch at its own best LR
+        for method in ("autolr:default", "textbook-finetune"):
+            assert 0.0 <= result["scores"][protocol][method]["regret"] <= 1.0
+    saved = json.loads(curves.read_text())[task]
+    assert saved["curves"][0]["lrs"] and saved["curves"][0]["start_loss"] is not None
+    bench = finetune.Bench(tmp_path / "cache", seeds=(0,), points_per_decade=1)
+    best = result["oracle"]["constant"]["best_lr"]
+    assert finetune.interp_regret(task, "constant", best, bench=bench) == 0.0
+    assert finetune.score_lr(task, "constant", best, bench=bench) == 0.0  # the oracle's own (cached) run
+    assert finetune.interp_regret(task, "constant", 1e-9, bench=bench) > 0.5  # far below the grid: no progress
