@@ -27,8 +27,8 @@ if TYPE_CHECKING:
     from .result import LRFindResult
 
 __all__ = [
-    "Decision", "LoggingReporter", "Reporter", "emit_summary", "format_lr", "format_summary", "group_metrics",
-    "safe_report", "show_progress",
+    "Decision", "LoggingReporter", "LossFeed", "Reporter", "emit_summary", "format_lr", "format_summary",
+    "group_metrics", "safe_report", "show_progress",
 ]
 
 logger = logging.getLogger("autolr")
@@ -114,6 +114,33 @@ class Reporter:
 
     def close(self) -> None:
         """Training is over; flush and release resources."""
+
+
+class LossFeed(Reporter):
+    """A reporter that forwards the observed training loss every ``interval`` optimizer steps (the search
+    adapters' pruning bridges build on it): :meth:`due_loss` says which value is due, once per step.
+
+    Example:
+        >>> feed = LossFeed(interval=2)
+        >>> [feed.due_loss(s, {"autolr/train_loss": 1.0}) for s in (1, 2, 2, 4)]
+        [None, 1.0, None, 1.0]
+    """
+
+    def __init__(self, interval: int = 1) -> None:
+        if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
+            raise ValueError(f"interval must be an integer >= 1, got {interval!r}")
+        self.interval = interval
+        self._last_step = -1
+
+    def due_loss(self, step: int, metrics: Mapping[str, float]) -> float | None:
+        """The loss to forward for ``step`` (inf for a non-finite one), or None: no loss in ``metrics``, not on the
+        interval, or that step already forwarded (the guard rewinds steps)."""
+        value = metrics.get("autolr/train_loss")
+        if value is None or step <= self._last_step or step % self.interval:
+            return None
+        self._last_step = step
+        value = float(value)
+        return value if math.isfinite(value) else float("inf")
 
 
 def group_metrics(lrs: Sequence[Any], groups: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

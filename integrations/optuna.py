@@ -40,14 +40,13 @@ Example:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
 
 from autolr.range_test import lr_find
-from autolr.report import Decision, Reporter, format_lr
+from autolr.report import Decision, LossFeed, format_lr
 from autolr.result import LRFindResult
 
 try:
@@ -175,7 +174,7 @@ def narrow_lr_range(
     return low, high
 
 
-class TrialReporter(Reporter):
+class TrialReporter(LossFeed):
     """Sends what :class:`~autolr.AutoLR` observes to an Optuna trial: the pruning bridge.
 
     Pass it in ``AutoLR(..., reporters=[TrialReporter(trial)])`` and feed the loss with ``tuner.observe(loss)``.
@@ -196,14 +195,11 @@ class TrialReporter(Reporter):
     """
 
     def __init__(self, trial: optuna.Trial, *, interval: int = 1, prune_on_guard: bool = False) -> None:
-        if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
-            raise ValueError(f"interval must be an integer >= 1, got {interval!r}")
+        super().__init__(interval)
         self.trial = trial
-        self.interval = interval
         self.prune_on_guard = prune_on_guard
         self.guard_interventions = 0
         self.pruned_reason: str | None = None
-        self._last_step = -1
 
     @property
     def should_prune(self) -> bool:
@@ -219,14 +215,10 @@ class TrialReporter(Reporter):
         _record(self.trial, result)
 
     def training_metrics(self, step: int, metrics: Mapping[str, float]) -> None:
-        value = metrics.get("autolr/train_loss")
-        if value is None or self.pruned_reason is not None:
+        value = None if self.pruned_reason is not None else self.due_loss(step, metrics)
+        if value is None:
             return
-        if step <= self._last_step or step % self.interval:
-            return
-        self._last_step = step
-        value = float(value)
-        self.trial.report(value if math.isfinite(value) else float("inf"), step)
+        self.trial.report(value, step)
         if self.trial.should_prune():
             self.pruned_reason = f"pruned by {type(self.trial.study.pruner).__name__} at step {step} (loss {value:.4g})"
 

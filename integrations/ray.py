@@ -49,7 +49,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
@@ -57,7 +56,7 @@ from typing import Any, NamedTuple
 import torch
 
 from autolr.range_test import lr_find
-from autolr.report import Decision, Reporter, format_lr
+from autolr.report import Decision, LossFeed, format_lr
 from autolr.result import LRFindResult
 from autolr.suggest import Suggestion
 
@@ -254,7 +253,7 @@ def narrow_lr_range(
     return LRRange(space, [{name: float(result.suggestion.lr or 0.0)}], result)  # lr_search_space raised without one
 
 
-class TuneReporter(Reporter):
+class TuneReporter(LossFeed):
     """Sends what :class:`~autolr.AutoLR` observes to Ray Tune: the early-stopping bridge.
 
     Pass it in ``AutoLR(..., reporters=[TuneReporter(metric="loss", extra=lr)])`` and feed the loss with
@@ -288,18 +287,15 @@ class TuneReporter(Reporter):
         extra: Mapping[str, Any] | None = None,
         stop_on_guard: bool = False,
     ) -> None:
-        if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
-            raise ValueError(f"interval must be an integer >= 1, got {interval!r}")
+        super().__init__(interval)
         if not isinstance(metric, str) or not metric:
             raise ValueError(f"metric must be a non-empty string, got {metric!r}")
         self.metric = metric
-        self.interval = interval
         self.extra: dict[str, Any] = dict(extra or {})
         self.stop_on_guard = stop_on_guard
         self.guard_interventions = 0
         self.stopped_reason: str | None = None
         self._guard_reason: str | None = None  # an autolr decision to stop, not reported yet
-        self._last_step = -1
 
     @property
     def should_stop(self) -> bool:
@@ -322,16 +318,11 @@ class TuneReporter(Reporter):
         self.extra.update(lr_metrics(result))
 
     def training_metrics(self, step: int, metrics: Mapping[str, float]) -> None:
-        value = metrics.get("autolr/train_loss")
-        if value is None or self.stopped_reason is not None:
+        value = None if self.stopped_reason is not None else self.due_loss(step, metrics)
+        if value is None:
             return
-        if step <= self._last_step or step % self.interval:
-            return
-        self._last_step = step
-        value = float(value)
         try:
-            tune.report({self.metric: value if math.isfinite(value) else float("inf"), "autolr/step": step,
-                         **self.extra})
+            tune.report({self.metric: value, "autolr/step": step, **self.extra})
         except SystemExit:  # Tune's way of stopping a trial (a scheduler, a stopper, the end of the experiment)
             self.stopped_reason = f"Tune stopped the trial at step {step} (loss {value:.4g})"
 

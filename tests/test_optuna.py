@@ -177,11 +177,10 @@ def test_trial_reporter_records_guard_interventions_and_can_prune_on_them() -> N
         TrialReporter(trial, interval=0)
 
 
-def test_two_processes_share_one_sqlite_study(tmp_path: Path) -> None:
-    storage = f"sqlite:///{tmp_path / 'study.db'}"
-    study = optuna.create_study(study_name="shared", storage=storage)
+def _run_two_workers(storage_arg: str) -> None:
+    """Two processes running tests/optuna_worker.py (2 trials each) on one study; each must exit cleanly."""
     worker = Path(__file__).with_name("optuna_worker.py")
-    procs = [subprocess.Popen([sys.executable, str(worker), storage, "shared", "2"], stderr=subprocess.PIPE,
+    procs = [subprocess.Popen([sys.executable, str(worker), storage_arg, "shared", "2"], stderr=subprocess.PIPE,
                               text=True) for _ in range(2)]
     try:
         for p in procs:
@@ -192,6 +191,12 @@ def test_two_processes_share_one_sqlite_study(tmp_path: Path) -> None:
             if p.poll() is None:
                 p.kill()
                 p.wait()
+
+
+def test_two_processes_share_one_sqlite_study(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(study_name="shared", storage=storage)
+    _run_two_workers(storage)
     trials = study.get_trials()
     assert len(trials) == 4
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
@@ -202,18 +207,7 @@ def test_two_processes_share_one_journal_file_study(tmp_path: Path) -> None:
     journal = tmp_path / "study.log"
     storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal)))
     study = optuna.create_study(study_name="shared", storage=storage)
-    worker = Path(__file__).with_name("optuna_worker.py")
-    procs = [subprocess.Popen([sys.executable, str(worker), str(journal), "shared", "2"], stderr=subprocess.PIPE,
-                              text=True) for _ in range(2)]
-    try:
-        for p in procs:
-            _, err = p.communicate(timeout=90)
-            assert p.returncode == 0, err
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+    _run_two_workers(str(journal))
     trials = study.get_trials()  # the journal replayed: what the two workers appended
     assert len(trials) == 4
     assert sorted(t.number for t in trials) == [0, 1, 2, 3]  # no number given twice
