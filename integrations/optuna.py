@@ -46,7 +46,7 @@ from typing import Any
 import torch
 
 from autolr.range_test import lr_find
-from autolr.report import Decision, LossFeed, format_lr
+from autolr.report import Decision, LossFeed, check_fallback, format_lr, warn_fallback
 from autolr.result import LRFindResult
 
 try:
@@ -140,6 +140,7 @@ def narrow_lr_range(
     name: str = "lr",
     enqueue: bool = True,
     divergence_margin: float = 4.0,
+    fallback: tuple[float, float] | None = None,
     **lr_find_kwargs: Any,
 ) -> tuple[float, float]:
     """One range test for the whole study: the LR range to search, with the suggestion enqueued as the first trial.
@@ -154,19 +155,26 @@ def narrow_lr_range(
         name: the LR parameter's name in the objective.
         enqueue: ``study.enqueue_trial({name: suggestion})``, so the first trial runs at the suggested LR.
         divergence_margin: see :func:`lr_search_space`.
+        fallback: the ``(low, high)`` to return when the range test gives no LR (your full search range): a
+            warning gives the reason and nothing is enqueued. Without it, that case raises ``ValueError``.
 
     Returns:
         ``(low, high)``, see :func:`lr_search_space`.
 
     Raises:
-        ValueError: the range test gave no suggestion.
+        ValueError: the range test gave no suggestion (and no ``fallback``), or a bad ``fallback``.
     """
     if lr_find_kwargs.pop("apply", False):
         raise ValueError("narrow_lr_range leaves the optimizer as it was; drop apply=")
+    check_fallback(fallback)
     lr_find_kwargs.setdefault("progress", False)
     result = lr_find(model, optimizer, loader, **lr_find_kwargs)
     _record(study, result)
-    low, high = lr_search_space(result, divergence_margin=divergence_margin)
+    if result.suggestion.lr is None and fallback is not None:
+        warn_fallback(result, fallback)
+        enqueue = False
+    low, high = (fallback if result.suggestion.lr is None and fallback is not None
+                 else lr_search_space(result, divergence_margin=divergence_margin))
     study.set_user_attr("autolr/lr_low", low)
     study.set_user_attr("autolr/lr_high", high)
     if enqueue:

@@ -56,7 +56,7 @@ from typing import Any, NamedTuple
 import torch
 
 from autolr.range_test import lr_find
-from autolr.report import Decision, LossFeed, format_lr
+from autolr.report import Decision, LossFeed, check_fallback, format_lr, warn_fallback
 from autolr.result import LRFindResult
 from autolr.suggest import Suggestion
 
@@ -220,6 +220,7 @@ def narrow_lr_range(
     *,
     name: str = "lr",
     divergence_margin: float = 4.0,
+    fallback: tuple[float, float] | None = None,
     **lr_find_kwargs: Any,
 ) -> LRRange:
     """One range test for the whole search: the LR's search space, and the suggestion as the first point to try.
@@ -238,17 +239,23 @@ def narrow_lr_range(
         model, optimizer, loader, **lr_find_kwargs: as in :func:`autolr.lr_find` (``progress`` defaults to ``False``).
         name: the LR's key in ``param_space`` (used in ``points_to_evaluate``).
         divergence_margin: see :func:`lr_search_space`.
+        fallback: the ``(low, high)`` to search when the range test gives no LR (your full search range): a
+            warning gives the reason and ``points_to_evaluate`` is empty. Without it, that case raises ``ValueError``.
 
     Returns:
         :class:`LRRange`: ``(space, points_to_evaluate, result)``.
 
     Raises:
-        ValueError: the range test gave no suggestion.
+        ValueError: the range test gave no suggestion (and no ``fallback``), or a bad ``fallback``.
     """
     if lr_find_kwargs.pop("apply", False):
         raise ValueError("narrow_lr_range leaves the optimizer as it was; drop apply=")
+    check_fallback(fallback)
     lr_find_kwargs.setdefault("progress", False)
     result = lr_find(model, optimizer, loader, **lr_find_kwargs)
+    if result.suggestion.lr is None and fallback is not None:
+        warn_fallback(result, fallback)
+        return LRRange(tune.loguniform(*fallback), [], result)
     space = lr_search_space(result, divergence_margin=divergence_margin)
     return LRRange(space, [{name: float(result.suggestion.lr or 0.0)}], result)  # lr_search_space raised without one
 

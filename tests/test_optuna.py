@@ -18,6 +18,7 @@ from autolr.suggest import Suggestion
 from tests import tasks
 
 optuna = pytest.importorskip("optuna")
+from autolr.errors import AutoLRWarning  # noqa: E402
 from autolr.integrations.optuna import TrialReporter, lr_search_space, narrow_lr_range, suggest_lr  # noqa: E402
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -104,6 +105,24 @@ def test_narrow_lr_range_contains_the_suggestion_below_divergence_and_enqueues_i
     assert low <= result.lr <= high
     assert "divergence_lr" in evidence and high <= evidence["divergence_lr"] / 4
     assert low == pytest.approx(min(evidence["descent_low_lr"], result.lr / 2))
+
+
+def test_narrow_lr_range_falls_back_on_the_users_range_when_there_is_no_lr() -> None:
+    model, data = tasks.unlearnable_regression()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    flat = {"loss_fn": nn.MSELoss(), "end_lr": 1e-3}  # no descent and no divergence: no LR at all
+    study = optuna.create_study()
+    with pytest.raises(ValueError, match="no learning rate"):
+        narrow_lr_range(study, model, optimizer, data, **flat)
+    with pytest.warns(AutoLRWarning, match=r"fallback range 1.00e-04..1.00e\+00"):
+        low, high = narrow_lr_range(study, model, optimizer, data, **flat, fallback=(1e-4, 1.0))
+    assert (low, high) == (1e-4, 1.0)
+    assert (study.user_attrs["autolr/lr_low"], study.user_attrs["autolr/lr_high"]) == (1e-4, 1.0)
+    assert study.user_attrs["autolr/lr"] is None and study.user_attrs["autolr/reason"]
+    study.optimize(lambda trial: trial.suggest_float("lr", low, high, log=True), n_trials=1)
+    assert study.trials[0].params["lr"] != study.user_attrs["autolr/lr"]  # nothing was enqueued
+    with pytest.raises(ValueError, match="fallback must be"):
+        narrow_lr_range(study, model, optimizer, data, **flat, fallback=(1.0, 1e-4))
 
 
 def test_lr_search_space_falls_back_when_evidence_is_missing() -> None:

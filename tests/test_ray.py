@@ -17,6 +17,7 @@ from torch import nn
 
 import autolr.integrations.ray as autolr_ray
 from autolr import AutoLR, lr_find
+from autolr.errors import AutoLRWarning
 from autolr.integrations.ray import (
     TrialPruned,
     TuneReporter,
@@ -119,6 +120,21 @@ def test_narrow_lr_range_gives_a_log_space_below_the_divergence_edge() -> None:
     assert space.upper <= wide.upper <= edge and wide.lower == space.lower
     assert lr_metrics(result) == {"autolr/lr": lr, "autolr/confidence": result.suggestion.confidence,
                                   "autolr/reason": result.suggestion.reason}
+
+
+def test_narrow_lr_range_falls_back_on_the_users_range_when_there_is_no_lr() -> None:
+    model, data = tasks.unlearnable_regression()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    flat = {"loss_fn": nn.MSELoss(), "end_lr": 1e-3}  # no descent and no divergence: no LR at all
+    with pytest.raises(ValueError, match="no learning rate"):
+        narrow_lr_range(model, optimizer, data, **flat)
+    with pytest.warns(AutoLRWarning, match=r"fallback range 1.00e-04..1.00e\+00"):
+        space, points, result = narrow_lr_range(model, optimizer, data, **flat, fallback=(1e-4, 1.0))
+    assert result.suggestion.lr is None and points == []
+    assert (space.lower, space.upper) == (1e-4, 1.0) and isinstance(space.get_sampler(), LogUniform)
+    for bad in ((1.0, 1e-4), (0, 1), (1e-4,), "wide"):
+        with pytest.raises(ValueError, match="fallback must be"):
+            narrow_lr_range(model, optimizer, data, **flat, fallback=bad)
 
 
 def _with_reporter(config: dict) -> None:
