@@ -103,8 +103,18 @@ def detect(model: nn.Module) -> StartState:
         model: the model (wrappers such as DDP are read through: their ``modules()`` include the inner model).
 
     Returns:
-        A :class:`StartState`; ``trained=False`` with sign ``"none"`` when nothing readable was found.
+        A :class:`StartState`; ``trained=False`` with sign ``"none"`` when nothing readable was found, or when the
+        weights cannot be read (e.g. on the meta device, or a dtype without ``abs``): the reading never stops a
+        range test.
     """
+    try:
+        return _detect(model)
+    except Exception as exc:  # a reading, never a reason to fail the range test
+        return StartState(False, "none", f"could not read the weights ({type(exc).__name__}: {exc}): read as a "
+                          "fresh model; pass finetune=True if it is trained")
+
+
+def _detect(model: nn.Module) -> StartState:
     norms: list[tuple[str, nn.Module]] = []
     bounded: list[tuple[str, torch.Tensor, float]] = []
     with torch.no_grad():

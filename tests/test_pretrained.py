@@ -131,3 +131,9 @@ def test_lr_find_on_a_trained_model_gives_a_fine_tune_suggestion() -> None:
     assert not fresh.suggestion.finetune and trained.suggestion.finetune
     assert "LayerNorm" in trained.suggestion.reason and trained.settings["finetune"] is True
     assert trained.suggestion.lr == suggest(trained.curve.lrs, trained.curve.losses).lr
+
+
+def test_unreadable_weights_read_as_fresh_and_never_stop_the_test() -> None:
+    model = nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 2)).to("meta")
+    state = detect(model)
+    assert not state.trained and state.sign == "none" and "finetune=True" in state.reason
