@@ -331,7 +331,8 @@ class WandbReporter(Reporter):
         if self._result is not None:
             c, s = self._result.curve, self._result.suggestion
             out.update(suggested_lr=s.lr, method=s.method, confidence=s.confidence, reason=s.reason)
-            out.update(alternatives=dict(s.alternatives), evidence=dict(s.evidence), stop_reason=c.stop_reason)
+            out.update(alternatives=dict(s.alternatives), evidence=dict(s.evidence), stop_reason=c.stop_reason,
+                       finetune=s.finetune)
             out.update(points=len(c), settings=dict(self._result.settings))
         plan = {d.name: {k: v for k, v in d.to_dict().items() if k != "name"} for d in self._decisions}
         out["decisions"] = {k: v for k, v in plan.items() if v["step"] is None}

@@ -59,6 +59,7 @@ def test_own_run_logs_everything_and_finishes(wandb_dir):
     assert data.summary["autolr/reason"] == "steepest stable descent 1e-4..1e-2"
     cfg = data.config["autolr"]
     assert cfg["suggested_lr"] == LR and cfg["alternatives"] == {"minimum": 0.04, "valley": 1e-3}
+    assert cfg["finetune"] is False  # the reading of the start state is part of the record
     assert cfg["decisions"]["lr"] == {
         "value": LR, "reason": "the range-test suggestion", "alternatives": {"minimum": 0.04},
         "evidence": {"loss_drop": 1.1}, "step": None,
