@@ -84,6 +84,14 @@ def _constant(t: torch.Tensor | None) -> bool:
     return bool((t == t.reshape(-1)[0]).all())
 
 
+def _largest(t: torch.Tensor) -> float:
+    """The largest magnitude in ``t`` (0 when empty), without a full-size temporary (``aminmax``, not ``abs``)."""
+    if t.numel() == 0:
+        return 0.0
+    low, high = torch.aminmax(t)
+    return max(-float(low), float(high))
+
+
 def _bound(module: nn.Module) -> list[tuple[torch.Tensor, float]]:
     """(weight, default init bound) pairs for layers whose PyTorch default init is uniform within a bound."""
     if isinstance(module, nn.RNNBase):
@@ -141,8 +149,7 @@ def _detect(model: nn.Module) -> StartState:
                               f"({len(norms)} layers): a fresh model")
         if not bounded:
             return StartState(False, "none", "no layer whose initial state is known: read as a fresh model")
-        beyond = [name for name, w, b in bounded
-                  if _local(w).numel() and float(_local(w).abs().max()) > BOUND_TOLERANCE * b]
+        beyond = [name for name, w, b in bounded if _largest(_local(w)) > BOUND_TOLERANCE * b]
     if 2 * len(beyond) >= len(bounded):
         return StartState(True, "init_bound", f"{len(beyond)} of {len(bounded)} weight tensors beyond PyTorch's "
                           f"default init bound (e.g. {beyond[0] or 'model'!r}): the model starts trained; a fresh "
