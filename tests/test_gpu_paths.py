@@ -471,3 +471,20 @@ def test_disk_snapshot_on_cuda() -> None:
     tasks.assert_same_state(before, tasks.full_state(model, opt))
     leftovers = {d for d in set(os.listdir(tempfile.gettempdir())) - dirs if d.startswith("autolr-snapshot-")}
     assert not leftovers
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("device", DEVICES)
+def test_the_start_state_reads_the_same_on_every_device_and_dtype(device: str, dtype: torch.dtype) -> None:
+    from autolr.pretrained import detect
+
+    torch.manual_seed(0)
+    plain = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
+    normed = nn.Sequential(nn.Linear(16, 32), nn.LayerNorm(32), nn.Linear(32, 4))
+    for model in (plain, normed):
+        fresh = detect(model.to(device=device, dtype=dtype))
+        assert not fresh.trained, fresh.reason
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.linspace(-0.5, 0.5, p.numel(), device=device, dtype=dtype).reshape(p.shape))
+        assert detect(model).trained
