@@ -27,8 +27,8 @@ if TYPE_CHECKING:
     from .result import LRFindResult
 
 __all__ = [
-    "Decision", "LoggingReporter", "LossFeed", "Reporter", "check_fallback", "emit_summary", "format_lr",
-    "format_summary", "group_metrics", "safe_report", "show_progress", "warn_fallback",
+    "Decision", "LoggingReporter", "LossFeed", "Reporter", "emit_summary", "format_lr", "format_summary",
+    "group_metrics", "safe_report", "show_progress",
 ]
 
 logger = logging.getLogger("autolr")
@@ -141,26 +141,6 @@ class LossFeed(Reporter):
         self._last_step = step
         value = float(value)
         return value if math.isfinite(value) else float("inf")
-
-
-def check_fallback(fallback: Any) -> None:
-    """Validate a search adapter's ``fallback=(low, high)`` LR range (None is fine)."""
-    if fallback is None:
-        return
-    ok = isinstance(fallback, (tuple, list)) and len(fallback) == 2 and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in fallback
-    )
-    if not ok or not fallback[0] < fallback[1]:
-        raise ValueError(f"fallback must be a (low, high) pair of LRs with 0 < low < high, got {fallback!r}")
-
-
-def warn_fallback(result: Any, fallback: tuple[float, float]) -> None:
-    """Warn (once per call) that a search falls back on the user's range because the range test gave no LR."""
-    warnings.warn(
-        f"autolr: the range test gave no learning rate ({result.suggestion.reason}); searching the fallback range "
-        f"{format_lr(fallback[0])}..{format_lr(fallback[1])} instead",
-        AutoLRWarning, stacklevel=3,
-    )
 
 
 def group_metrics(lrs: Sequence[Any], groups: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

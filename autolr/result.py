@@ -29,11 +29,23 @@ from .suggest import Suggestion
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["LRFindResult"]
+__all__ = ["LRFindResult", "check_fallback"]
 
 logger = logging.getLogger("autolr")
 
 _FORMAT_VERSION = 1
+
+
+def check_fallback(fallback: Any) -> None:
+    """Validate a hyperparameter search's ``fallback=(low, high)`` LR range (None is fine); see
+    :meth:`LRFindResult.search_range`. The search adapters call it before the range test runs."""
+    if fallback is None:
+        return
+    ok = isinstance(fallback, (tuple, list)) and len(fallback) == 2 and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in fallback
+    )
+    if not ok or not fallback[0] < fallback[1]:
+        raise ValueError(f"fallback must be a (low, high) pair of LRs with 0 < low < high, got {fallback!r}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -97,7 +109,9 @@ class LRFindResult:
         set_lrs(optimizer, lrs)
         return lrs
 
-    def search_range(self, *, divergence_margin: float = 4.0) -> tuple[float, float]:
+    def search_range(
+        self, *, divergence_margin: float = 4.0, fallback: tuple[float, float] | None = None
+    ) -> tuple[float, float]:
         """A log-uniform ``(low, high)`` LR range to search, read off the curve (hyperparameter-search adapters).
 
         ``low`` is where the loss starts to fall (``descent_low_lr``); ``high`` is the end of the descent
@@ -106,14 +120,23 @@ class LRFindResult:
         ``lr * 10`` (each still capped by the divergence edge). The range always contains the suggestion, and is at
         least a factor 4 wide around it.
 
+        With no suggestion, ``fallback`` (the user's own range) is returned with an :class:`AutoLRWarning` that
+        gives the reason.
+
         Raises:
-            ValueError: the range test gave no suggestion (its reason says what to change).
+            ValueError: the range test gave no suggestion and there is no ``fallback`` (the message has the
+                reason), or a bad ``fallback``.
 
         Example:
             >>> LRFindResult(Curve([1e-3], [1.0]), Suggestion(0.01, "x", 1.0, "r")).search_range()
             (0.001, 0.1)
         """
+        check_fallback(fallback)
         s = self.suggestion
+        if s.lr is None and fallback is not None:
+            warnings.warn(f"autolr: the range test gave no learning rate ({s.reason}); searching the fallback range "
+                          f"{fallback[0]:.2e}..{fallback[1]:.2e} instead", AutoLRWarning, stacklevel=3)
+            return float(fallback[0]), float(fallback[1])
         if s.lr is None:
             raise ValueError(f"the range test gave no learning rate to search around: {s.reason}")
         lr = float(s.lr)

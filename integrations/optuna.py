@@ -46,8 +46,8 @@ from typing import Any
 import torch
 
 from autolr.range_test import lr_find
-from autolr.report import Decision, LossFeed, check_fallback, format_lr, warn_fallback
-from autolr.result import LRFindResult
+from autolr.report import Decision, LossFeed, format_lr
+from autolr.result import LRFindResult, check_fallback
 
 try:
     import optuna
@@ -170,11 +170,8 @@ def narrow_lr_range(
     lr_find_kwargs.setdefault("progress", False)
     result = lr_find(model, optimizer, loader, **lr_find_kwargs)
     _record(study, result)
-    if result.suggestion.lr is None and fallback is not None:
-        warn_fallback(result, fallback)
-        enqueue = False
-    low, high = (fallback if result.suggestion.lr is None and fallback is not None
-                 else lr_search_space(result, divergence_margin=divergence_margin))
+    low, high = result.search_range(divergence_margin=divergence_margin, fallback=fallback)
+    enqueue = enqueue and result.suggestion.lr is not None
     study.set_user_attr("autolr/lr_low", low)
     study.set_user_attr("autolr/lr_high", high)
     if enqueue:

@@ -56,8 +56,8 @@ from typing import Any, NamedTuple
 import torch
 
 from autolr.range_test import lr_find
-from autolr.report import Decision, LossFeed, check_fallback, format_lr, warn_fallback
-from autolr.result import LRFindResult
+from autolr.report import Decision, LossFeed, format_lr
+from autolr.result import LRFindResult, check_fallback
 from autolr.suggest import Suggestion
 
 try:
@@ -253,11 +253,9 @@ def narrow_lr_range(
     check_fallback(fallback)
     lr_find_kwargs.setdefault("progress", False)
     result = lr_find(model, optimizer, loader, **lr_find_kwargs)
-    if result.suggestion.lr is None and fallback is not None:
-        warn_fallback(result, fallback)
-        return LRRange(tune.loguniform(*fallback), [], result)
-    space = lr_search_space(result, divergence_margin=divergence_margin)
-    return LRRange(space, [{name: float(result.suggestion.lr or 0.0)}], result)  # lr_search_space raised without one
+    low, high = result.search_range(divergence_margin=divergence_margin, fallback=fallback)
+    points = [] if result.suggestion.lr is None else [{name: float(result.suggestion.lr)}]
+    return LRRange(tune.loguniform(low, high), points, result)
 
 
 class TuneReporter(LossFeed):
