@@ -43,7 +43,7 @@ from .param_groups import effective_lrs, set_group_value, unwrap_optimizer, vali
 from .pretrained import StartState
 from .pretrained import detect as detect_start
 from .report import Reporter, emit_summary, format_summary, safe_report, show_progress
-from .result import LRFindResult
+from .result import LRFindResult, check_fallback
 from .snapshot import Snapshot, reshard_fsdp
 from .suggest import Suggestion
 from .validation import (
@@ -264,6 +264,20 @@ def lr_find(
         for reporter in reporters:
             safe_report(reporter.range_test_end, result)
     return result
+
+
+def lr_find_for_search(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, loader: Iterable[Any], *,
+    fallback: tuple[float, float] | None = None, **lr_find_kwargs: Any,
+) -> LRFindResult:
+    """The one range test a hyperparameter search runs up front (the search adapters' ``narrow_lr_range``):
+    refuses ``apply=`` (the optimizer is left as it was) and a bad ``fallback`` before any step, and draws no
+    progress bar unless asked. Read the range with :meth:`LRFindResult.search_range`."""
+    if lr_find_kwargs.pop("apply", False):
+        raise ValueError("narrow_lr_range leaves the optimizer as it was; drop apply=")
+    check_fallback(fallback)
+    lr_find_kwargs.setdefault("progress", False)
+    return lr_find(model, optimizer, loader, **lr_find_kwargs)
 
 
 def _sweep(

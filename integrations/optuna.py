@@ -45,9 +45,9 @@ from typing import Any
 
 import torch
 
-from autolr.range_test import lr_find
+from autolr.range_test import lr_find, lr_find_for_search
 from autolr.report import Decision, LossFeed, format_lr
-from autolr.result import LRFindResult, check_fallback
+from autolr.result import LRFindResult
 
 try:
     import optuna
@@ -164,11 +164,7 @@ def narrow_lr_range(
     Raises:
         ValueError: the range test gave no suggestion (and no ``fallback``), or a bad ``fallback``.
     """
-    if lr_find_kwargs.pop("apply", False):
-        raise ValueError("narrow_lr_range leaves the optimizer as it was; drop apply=")
-    check_fallback(fallback)
-    lr_find_kwargs.setdefault("progress", False)
-    result = lr_find(model, optimizer, loader, **lr_find_kwargs)
+    result = lr_find_for_search(model, optimizer, loader, fallback=fallback, **lr_find_kwargs)
     _record(study, result)
     low, high = result.search_range(divergence_margin=divergence_margin, fallback=fallback)
     enqueue = enqueue and result.suggestion.lr is not None

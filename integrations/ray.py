@@ -55,9 +55,9 @@ from typing import Any, NamedTuple
 
 import torch
 
-from autolr.range_test import lr_find
+from autolr.range_test import lr_find, lr_find_for_search
 from autolr.report import Decision, LossFeed, format_lr
-from autolr.result import LRFindResult, check_fallback
+from autolr.result import LRFindResult
 from autolr.suggest import Suggestion
 
 try:
@@ -248,11 +248,7 @@ def narrow_lr_range(
     Raises:
         ValueError: the range test gave no suggestion (and no ``fallback``), or a bad ``fallback``.
     """
-    if lr_find_kwargs.pop("apply", False):
-        raise ValueError("narrow_lr_range leaves the optimizer as it was; drop apply=")
-    check_fallback(fallback)
-    lr_find_kwargs.setdefault("progress", False)
-    result = lr_find(model, optimizer, loader, **lr_find_kwargs)
+    result = lr_find_for_search(model, optimizer, loader, fallback=fallback, **lr_find_kwargs)
     low, high = result.search_range(divergence_margin=divergence_margin, fallback=fallback)
     points = [] if result.suggestion.lr is None else [{name: float(result.suggestion.lr)}]
     return LRRange(tune.loguniform(low, high), points, result)
