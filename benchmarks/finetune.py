@@ -55,7 +55,6 @@ import torch
 from benchmarks import finetune_tasks as ft
 from benchmarks import rules
 from benchmarks.suggestion_quality import (
-    OPTIMIZER_NAMES,
     RunCache,
     _curve_rules,
     autolr_fingerprint,
@@ -64,6 +63,7 @@ from benchmarks.suggestion_quality import (
     describe_curve,
     log_grid,
     lr_key,
+    one_cycle_peak,
     paired_comparison,
     regret,
     write_json,
@@ -206,18 +206,7 @@ class _Wants:
 def warmup_linear_peak(task: ft.FineTuneTask, suggestion: dict[str, Any]) -> float:
     """The peak LR ``AutoLR(schedule="linear")`` trains with: the plan's ``peak_lr`` (the suggestion itself:
     only ``onecycle`` derives its peak from the curve)."""
-    from autolr.plan import make_plan
-    from autolr.suggest import Suggestion
-
-    plan = make_plan(
-        Suggestion(suggestion["lr"], "default", 1.0, "", {}, dict(suggestion.get("evidence", {}))),
-        param_group_lrs=[task.textbook_lr],
-        optimizer_name=OPTIMIZER_NAMES[task.optimizer],
-        total_steps=task.steps,
-        schedule="linear",
-        weight_decay=None,
-    )
-    return float(plan.peak_lr)
+    return one_cycle_peak(task, suggestion["lr"], dict(suggestion.get("evidence", {})), "linear")  # type: ignore[arg-type]
 
 
 #: What ``AutoLR(min_confidence=0.1)`` (and the Hugging Face callback's default) trains with.

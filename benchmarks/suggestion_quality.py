@@ -320,9 +320,9 @@ def available(method: str) -> bool:
 OPTIMIZER_NAMES = {"sgd": "SGD", "sgdm": "SGD", "adam": "Adam", "adamw": "AdamW"}
 
 
-def one_cycle_peak(task: Task, lr: float, evidence: dict[str, float]) -> float:
-    """The peak LR ``AutoLR(schedule="onecycle")`` trains with for suggestion ``lr``: the one-cycle plan's
-    ``peak_lr`` (``autolr.plan.make_plan``), derived from the suggestion and its curve evidence."""
+def one_cycle_peak(task: Task, lr: float, evidence: dict[str, float], schedule: str = "onecycle") -> float:
+    """The peak LR ``AutoLR(schedule=schedule)`` trains with for suggestion ``lr``: the plan's ``peak_lr``
+    (``autolr.plan.make_plan``), which one-cycle derives from the suggestion and its curve evidence."""
     from autolr.plan import make_plan
     from autolr.suggest import Suggestion
 
@@ -331,7 +331,7 @@ def one_cycle_peak(task: Task, lr: float, evidence: dict[str, float]) -> float:
         param_group_lrs=[task.textbook_lr],
         optimizer_name=OPTIMIZER_NAMES[task.optimizer],
         total_steps=task.steps,
-        schedule="onecycle",
+        schedule=schedule,
         weight_decay=None,
     )
     return float(plan.peak_lr)
