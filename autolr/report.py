@@ -130,7 +130,14 @@ class LossFeed(Reporter):
         if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
             raise ValueError(f"interval must be an integer >= 1, got {interval!r}")
         self.interval = interval
+        self.guard_interventions = 0
         self._last_step = -1
+
+    def count_guards(self, decisions: Sequence[Decision]) -> Decision | None:
+        """Count the guard interventions among ``decisions``; the last one, or None when there is none."""
+        guards = [d for d in decisions if d.name == "guard"]
+        self.guard_interventions += len(guards)
+        return guards[-1] if guards else None
 
     def due_loss(self, step: int, metrics: Mapping[str, float]) -> float | None:
         """The loss to forward for ``step`` (inf for a non-finite one), or None: no loss in ``metrics``, not on the

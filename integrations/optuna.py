@@ -199,7 +199,6 @@ class TrialReporter(LossFeed):
         super().__init__(interval)
         self.trial = trial
         self.prune_on_guard = prune_on_guard
-        self.guard_interventions = 0
         self.pruned_reason: str | None = None
 
     @property
@@ -224,11 +223,10 @@ class TrialReporter(LossFeed):
             self.pruned_reason = f"pruned by {type(self.trial.study.pruner).__name__} at step {step} (loss {value:.4g})"
 
     def decisions(self, decisions: Sequence[Decision]) -> None:
-        guards = [d for d in decisions if d.name == "guard"]
-        if not guards:
+        guard = self.count_guards(decisions)
+        if guard is None:
             return
-        self.guard_interventions += len(guards)
         self.trial.set_user_attr("autolr/guard_interventions", self.guard_interventions)
-        self.trial.set_user_attr("autolr/guard_reason", guards[-1].reason)
+        self.trial.set_user_attr("autolr/guard_reason", guard.reason)
         if self.prune_on_guard and self.pruned_reason is None:
-            self.pruned_reason = f"autolr guard intervened: {guards[-1].reason}"
+            self.pruned_reason = f"autolr guard intervened: {guard.reason}"

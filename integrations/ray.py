@@ -294,7 +294,6 @@ class TuneReporter(LossFeed):
         self.metric = metric
         self.extra: dict[str, Any] = dict(extra or {})
         self.stop_on_guard = stop_on_guard
-        self.guard_interventions = 0
         self.stopped_reason: str | None = None
         self._guard_reason: str | None = None  # an autolr decision to stop, not reported yet
 
@@ -328,11 +327,10 @@ class TuneReporter(LossFeed):
             self.stopped_reason = f"Tune stopped the trial at step {step} (loss {value:.4g})"
 
     def decisions(self, decisions: Sequence[Decision]) -> None:
-        guards = [d for d in decisions if d.name == "guard"]
-        if not guards:
+        guard = self.count_guards(decisions)
+        if guard is None:
             return
-        self.guard_interventions += len(guards)
         self.extra["autolr/guard_interventions"] = self.guard_interventions
-        self.extra["autolr/guard_reason"] = guards[-1].reason
+        self.extra["autolr/guard_reason"] = guard.reason
         if self.stop_on_guard and self.stopped_reason is None:
-            self.stopped_reason = self._guard_reason = f"autolr guard intervened: {guards[-1].reason}"
+            self.stopped_reason = self._guard_reason = f"autolr guard intervened: {guard.reason}"
