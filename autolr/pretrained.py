@@ -43,7 +43,6 @@ __all__ = ["StartState", "detect"]
 
 #: A weight entry counts as beyond the default initialisation when it exceeds the bound by this factor.
 BOUND_TOLERANCE = 1.01
-_NORM_NAMES = ("Norm", "Normalization")
 
 
 @dataclass(frozen=True)
@@ -66,7 +65,9 @@ def _trainable(module: nn.Module) -> bool:
 
 
 def _is_norm(module: nn.Module) -> bool:
-    return any(n in type(module).__name__ for n in _NORM_NAMES)
+    """Any class with "Norm" in its name (wider than plan's weight-decay rule, which needs the name to end in
+    it: timm's ``BatchNormAct2d`` is a norm layer whose constant scales say "fresh")."""
+    return "Norm" in type(module).__name__
 
 
 def _local(t: torch.Tensor) -> torch.Tensor:
@@ -99,7 +100,7 @@ def _bound(module: nn.Module) -> list[tuple[torch.Tensor, float]]:
         return [(p, b) for name, p in module.named_parameters(recurse=False) if name.startswith("weight")]
     if isinstance(module, (nn.Linear, nn.modules.conv._ConvNd)) and module.weight.dim() >= 2:
         w = module.weight  # torch's fan_in: dim 1 times the kernel size (transposed convs included)
-        fan_in = w.shape[1] * (w[0][0].numel() if w.dim() > 2 else 1)
+        fan_in = w.shape[1] * math.prod(w.shape[2:])  # from the shape: indexing a DTensor would dispatch
         return [(w, 1.0 / math.sqrt(fan_in))] if fan_in > 0 else []
     return []
 
