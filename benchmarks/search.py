@@ -69,7 +69,7 @@ if __package__ in (None, ""):  # run as a script: make the ``benchmarks`` packag
 import numpy as np
 import torch
 
-from autolr import Reporter
+from autolr import AutoLRWarning, Reporter
 from benchmarks import training
 from benchmarks.suggestion_quality import (
     DEFAULT_CACHE,
@@ -257,13 +257,11 @@ def run_search(
         if method == "tpe+autolr-range":
             inst = task.make(seed, num_batches=RANGE_STEPS)
             optimizer = make_optimizer(task, inst.model.parameters(), default_hparams(task, task.textbook_lr))
-            try:
-                low, high = narrow_lr_range(
-                    study, inst.model, optimizer, inst.batches, loss_fn=inst.loss_fn, reporters=[sweeps]
-                )
-                fallback = False
-            except ValueError:  # no suggestion: search the full range, as plain TPE does (the test still cost)
-                fallback = True
+            with warnings.catch_warnings():  # no suggestion: search the full range, as plain TPE does
+                warnings.simplefilter("ignore", AutoLRWarning)  # (the test still cost); recorded as range_fallback
+                low, high = narrow_lr_range(study, inst.model, optimizer, inst.batches, loss_fn=inst.loss_fn,
+                                            reporters=[sweeps], fallback=(low, high))
+            fallback = study.user_attrs.get("autolr/lr") is None
             setup_steps = sweeps.last
             info = {
                 "lr_low": low,
