@@ -480,8 +480,42 @@ BLIND: tuple[FineTuneTask, ...] = (
                  **_few(digits_images_few, 16)),
 )  # fmt: skip
 
-ALL_TASKS: tuple[FineTuneTask, ...] = TUNING + HELDOUT + BLIND
-DECLARED_SPLITS: tuple[str, ...] = ("tuning", "heldout", "blind")
+#: A second round, declared (2026-12-06) after ``blind`` was spent and before any of these tasks was run, for the
+#: next rule change: ``tuning2`` may be looked at while changing a rule (with ``tuning``); ``blind2`` is scored
+#: once, with the rule frozen. Same pretrained models; other optimizers, batch sizes and heads.
+TUNING2: tuple[FineTuneTask, ...] = (
+    FineTuneTask("prose_transformer_adam_b4", "tuning2",
+                 "char transformer LM: stdlib code -> reference-manual prose; Adam, batch 4 (noisier), 80 steps",
+                 "code_transformer", "adam", steps=80, **_prose(4)),
+    FineTuneTask("corrupt_cls_lstm_adamw", "tuning2",
+                 "LSTM body of the code LM + new head: is a prose window intact or 30% corrupted; AdamW",
+                 "code_lstm", "adamw", steps=60, weight_decay=0.01, adapt=_new_classifier, loss="cross_entropy",
+                 **_classify_data(8)),
+    FineTuneTask("prose_gru_sgdm", "tuning2", "char GRU LM: stdlib code -> reference-manual prose; SGD+momentum",
+                 "code_gru", "sgdm", steps=60, **_prose(8)),
+    FineTuneTask("function_newhead_mlp_adam", "tuning2",
+                 "MLP pretrained on a smooth function, new output layer -> a related function, 64 samples; Adam",
+                 "function_mlp", "adam", steps=150, adapt=lambda m: _new_last_layer(m, 1),
+                 **_few(_FEW_FUNCTION, 16, "mse")),
+)
+
+BLIND2: tuple[FineTuneTask, ...] = (
+    FineTuneTask("prose_lstm_adamw", "blind2", "char LSTM LM: stdlib code -> reference-manual prose; AdamW",
+                 "code_lstm", "adamw", steps=60, weight_decay=0.01, **_prose(8)),
+    FineTuneTask("corrupt_cls_gru_sgdm", "blind2",
+                 "GRU body of the code LM + new head: is a prose window intact or 30% corrupted; SGD+momentum",
+                 "code_gru", "sgdm", steps=60, adapt=_new_classifier, loss="cross_entropy", **_classify_data(8)),
+    FineTuneTask("prose_transformer_sgdm", "blind2",
+                 "char transformer LM: stdlib code -> reference-manual prose; SGD+momentum, batch 8",
+                 "code_transformer", "sgdm", steps=60, **_prose(8)),
+    FineTuneTask("shapes_to_digits_cnn_bn_sgd", "blind2",
+                 "BatchNorm CNN pretrained on synthetic shapes -> new head on digits, 30 per class; plain SGD",
+                 "shapes_cnn_bn", "sgd", steps=60, adapt=lambda m: _new_last_layer(m, 10),
+                 **_few(digits_images_few, 16)),
+)  # fmt: skip
+
+ALL_TASKS: tuple[FineTuneTask, ...] = TUNING + HELDOUT + BLIND + TUNING2 + BLIND2
+DECLARED_SPLITS: tuple[str, ...] = ("tuning", "heldout", "blind", "tuning2", "blind2")
 #: ``--quick`` and the smoke test: the cheapest tasks.
 QUICK_TASKS: tuple[str, ...] = ("function_shift_mlp_adam", "shapes_to_digits_cnn_bn_sgdm")
 
