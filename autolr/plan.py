@@ -6,6 +6,11 @@ Pure: takes numbers and names, returns data; touches no model or optimizer. The 
   (``lr=None``) the current lrs are kept. For one-cycle the peak is raised towards the curve's minimum,
   because one-cycle passes its peak briefly after a warm ramp: ``peak = sqrt(lr * upper)`` with
   ``upper = min_loss_lr`` (or ``divergence_lr / 4`` without one), capped at ``divergence_lr / 4``.
+  For a **fine-tune** (``suggestion.finetune``) under a schedule that warms up and decays to 0 (warmup_cosine,
+  linear; or ``decays=True`` for a framework's own), the peak is ``FINETUNE_DECAY_PEAK`` (2) x the suggestion,
+  capped the same way: a fine-tune's suggestion is its best constant LR, and such a schedule trains at about
+  half its peak on average (on the fine-tuning benchmark the best peak under warm-up + linear decay sits 1-5x
+  above the best constant LR).
 * **schedule="auto".** No ``total_steps``: ``"plateau"`` (nothing to lay a fixed schedule over, so react to
   the validation metric). SGD family: ``"onecycle"`` (Smith's policy, designed for SGD with momentum).
   Otherwise: ``"warmup_cosine"`` (adaptive optimizers' early moment estimates are noisy, so they warm up;
@@ -48,8 +53,19 @@ from .schedule import (
 )
 from .suggest import Suggestion
 
-__all__ = ["DIVERGENCE_MARGIN", "KNOWN_OPTIMIZERS", "SCHEDULES", "OptimizerInfo", "Plan", "make_plan",
-           "resolve_weight_decay", "split_no_decay", "supports_weight_decay"]
+__all__ = [
+    "DECAYING",
+    "DIVERGENCE_MARGIN",
+    "FINETUNE_DECAY_PEAK",
+    "KNOWN_OPTIMIZERS",
+    "SCHEDULES",
+    "OptimizerInfo",
+    "Plan",
+    "make_plan",
+    "resolve_weight_decay",
+    "split_no_decay",
+    "supports_weight_decay",
+]
 
 #: Schedule names :func:`make_plan` accepts, with what each does ("cosine" is read as "warmup_cosine").
 SCHEDULES: dict[str, str] = {
@@ -66,6 +82,9 @@ SCHEDULES: dict[str, str] = {
 }
 _NEEDS_TOTAL = ("warmup_cosine", "linear", "onecycle", "step")
 DIVERGENCE_MARGIN = 4.0  # the one-cycle peak stays at or below divergence_lr / DIVERGENCE_MARGIN
+#: Schedules that warm up, then decay to 0: a fine-tune's peak there is FINETUNE_DECAY_PEAK x the suggestion.
+DECAYING = ("warmup_cosine", "linear")
+FINETUNE_DECAY_PEAK = 2.0
 
 
 class OptimizerInfo(NamedTuple):
@@ -198,6 +217,18 @@ class Plan:
                    decisions=tuple(Decision.from_dict(d) for d in data.get("decisions", ())), **fields)
 
 
+def _finetune_decay_peak(lr: float, evidence: Mapping[str, float]) -> tuple[float, str]:
+    """A fine-tune's peak under a warmup + decay schedule, and the rule in words with its numbers."""
+    peak = FINETUNE_DECAY_PEAK * lr
+    text = (f"fine-tune under warmup + decay: peak {format_lr(peak)} = {FINETUNE_DECAY_PEAK:g} x the suggestion "
+            f"{format_lr(lr)} (the best constant lr; the schedule trains at about half its peak on average)")
+    divergence = evidence.get("divergence_lr")
+    if isinstance(divergence, (int, float)) and math.isfinite(divergence) and 0 < divergence / DIVERGENCE_MARGIN < peak:
+        cap = divergence / DIVERGENCE_MARGIN
+        return max(cap, lr), f"{text}, capped at divergence_lr {format_lr(divergence)} / {DIVERGENCE_MARGIN:g}"
+    return peak, text
+
+
 def _one_cycle_peak(lr: float, evidence: Mapping[str, float]) -> tuple[float, str]:
     """The one-cycle peak for group 0, and the rule in words with its numbers."""
     ev = {k: float(v) for k, v in evidence.items() if isinstance(v, (int, float)) and math.isfinite(v) and v > 0}
@@ -319,6 +350,7 @@ def make_plan(
     exclude_embeddings: bool = True,
     named_params_info: Sequence[tuple[str, str, int]] | None = None,
     min_confidence: float = 0.0,
+    decays: bool | None = None,
 ) -> Plan:
     """Turn a suggestion and the user's intent into a :class:`Plan` (rules in the module docstring).
 
@@ -335,12 +367,17 @@ def make_plan(
         named_params_info: optional ``(name, module_type_name, ndim)`` list; only counted, as evidence.
         min_confidence: a suggestion whose confidence is below this is not applied: the current lrs are kept
             and the lr decision says why (``0.1`` skips flat-curve guesses, ``0.2`` also weak suggestions).
+        decays: whether the lr is trained under a schedule that warms up and decays to 0, which raises a
+            fine-tune's peak (module docstring). ``None`` (default): read it from the schedule chosen. An adapter
+            that keeps a framework's own schedule (and plans with ``schedule="constant"``) says so here.
 
     Raises:
         ConfigurationError: for any invalid argument, before anything is computed.
     """
     _validate(suggestion, param_group_lrs, optimizer_name, total_steps, schedule, weight_decay, warmup_steps,
               step_granularity)
+    if decays is not None and not isinstance(decays, bool):
+        raise ConfigurationError(f"decays must be None (read it from the schedule), True or False, got {decays!r}")
     if not (isinstance(min_confidence, (int, float)) and 0 <= min_confidence <= 1):
         raise ConfigurationError(f"min_confidence must be a number in [0, 1], got {min_confidence!r}; e.g. 0.1")
     if suggestion.lr is not None and suggestion.confidence < min_confidence:
@@ -362,6 +399,9 @@ def make_plan(
         lr_reason = f"{suggestion.method} (confidence {suggestion.confidence:.2f}): {suggestion.reason}"
         if name == "onecycle":
             peak, peak_reason = _one_cycle_peak(suggestion.lr, suggestion.evidence)
+            lr_reason = f"{peak_reason}; suggestion by {lr_reason}"
+        elif suggestion.finetune and (name in DECAYING if decays is None else decays):
+            peak, peak_reason = _finetune_decay_peak(suggestion.lr, suggestion.evidence)
             lr_reason = f"{peak_reason}; suggestion by {lr_reason}"
         lrs = [peak * x / current[0] for x in current]
         if len(lrs) > 1:

@@ -110,6 +110,7 @@ def lr_find(
     snapshot: Literal["cpu", "disk"] = "cpu",
     method: str = "default",
     finetune: bool | None = None,
+    resweep_steps: int | None = None,
     apply: bool = False,
     keyboard_interrupt: Literal["raise", "stop"] = "raise",
     progress: bool | None = None,
@@ -176,6 +177,11 @@ def lr_find(
             :mod:`autolr.suggest`). ``None`` (default) reads it off the weights before the test
             (:func:`autolr.pretrained.detect`: moved BatchNorm statistics, learned norm scales, or weights beyond
             PyTorch's default init); ``True``/``False`` says so. The result's ``settings`` records which.
+        resweep_steps: a fine-tune whose sweep shows no clear descent (the usual shape: a trained model has
+            little left to gain in a short sweep, and the noise hides it) is swept once more, from the same restored
+            state, with this many steps (default ``None``: ``3 * num_steps``), and the stability edge is read off
+            the longer sweep (:func:`autolr.suggest.reread_edge`; the result's curve is that sweep). ``0``: never.
+            Fresh models and clear curves are swept once.
         apply: set the suggested LR on the optimizer after the restore.
         keyboard_interrupt: ``"raise"`` (restore, then re-raise Ctrl-C) or ``"stop"`` (end the sweep there
             and analyse what was measured).
@@ -222,6 +228,13 @@ def lr_find(
         accumulation_steps, max_grad_norm, divergence_factor, smoothing, snapshot, method,
         keyboard_interrupt, val_batches, check_every, train_step_given=train_step is not None,
     )
+    resweep_steps = _suggest.RESWEEP_FACTOR * num_steps if resweep_steps is None else plain_number(resweep_steps)
+    whole = isinstance(resweep_steps, int) and not isinstance(resweep_steps, bool)
+    if not (whole and (resweep_steps == 0 or resweep_steps >= num_steps)):
+        raise ConfigurationError(
+            f"resweep_steps must be None ({_suggest.RESWEEP_FACTOR} x num_steps), 0 (never sweep twice) or an int "
+            f">= num_steps={num_steps!r}, got {resweep_steps!r}"
+        )
     initial_lrs = tuple(effective_lrs(optimizer))
     start = detect_start(model) if finetune is None else StartState(finetune, "given", f"finetune={finetune} given")
     target = torch.device(device) if device is not None else model_device(model)
@@ -234,21 +247,41 @@ def lr_find(
         "amp": str(autocast_dtype) if autocast_dtype is not None else ("custom" if autocast is not None else None),
         "scaler": scaler is not None, "step": "train_step" if train_step is not None else "autolr",
         "finetune": start.trained, "finetune_sign": start.reason,
+        "resweep_steps": resweep_steps if start.trained else 0, "swept_twice": False,
     }
-    with keep_generators(loader, val_loader), Snapshot.take(model, optimizer, scaler=scaler, storage=snapshot):
-        curve = _sweep(
+
+    def sweep(steps: int) -> Curve:
+        return _sweep(
             model, optimizer, loader, loss_fn=loss_fn, compute_loss=compute_loss, train_step=train_step,
-            starts=starts, end_lr=end_lr, num_steps=num_steps, mode=mode, accumulation_steps=accumulation_steps,
+            starts=starts, end_lr=end_lr, num_steps=steps, mode=mode, accumulation_steps=accumulation_steps,
             max_grad_norm=max_grad_norm, scaler=scaler, autocast_dtype=autocast_dtype, autocast=autocast,
             backward=backward,
             val_loader=val_loader, val_batches=val_batches, divergence_factor=divergence_factor,
             smoothing=smoothing, check_every=check_every, keyboard_interrupt=keyboard_interrupt,
             progress=progress, device=target,
         )
-    suggestion: Suggestion = dist.decide_on_rank_zero(
-        lambda: _suggest.suggest(curve.lrs, curve.losses, method=method, finetune=start.trained,
-                                 finetune_reason=start.reason)
-    )
+
+    first: Curve | None = None
+    with keep_generators(loader, val_loader), Snapshot.take(model, optimizer, scaler=scaler, storage=snapshot) as snap:
+        curve = sweep(num_steps)
+        if start.trained and resweep_steps and curve.stop_reason != "interrupted" and dist.decide_on_rank_zero(
+                lambda: _suggest.needs_resweep(curve.lrs, curve.losses)):
+            if dist.is_rank_zero():
+                logger.info("autolr: a fine-tune's %d-step sweep showed no clear descent; sweeping again with %d "
+                            "steps from the same state to read the stability edge", num_steps, resweep_steps)
+            snap.restore()
+            first, curve = curve, sweep(resweep_steps)
+            settings["swept_twice"] = True
+
+    def decide() -> Suggestion:
+        read = first if first is not None else curve
+        s = _suggest.suggest(read.lrs, read.losses, method=method, finetune=start.trained, finetune_reason=start.reason)
+        if first is None:
+            return s
+        return _suggest.reread_edge(curve.lrs, curve.losses, s, first_steps=num_steps, steps=resweep_steps,
+                                    method=method, finetune_reason=start.reason)
+
+    suggestion: Suggestion = dist.decide_on_rank_zero(decide)
     result = LRFindResult(curve, suggestion, initial_lrs=initial_lrs, settings=settings)
     if apply:
         result.apply(optimizer)

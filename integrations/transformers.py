@@ -19,10 +19,12 @@ What the training then uses:
   ``LambdaLR``; ``lr_scheduler_type`` and ``warmup_*`` are then not used, and the log says so.
 
 Fine-tuning is the common case here: the range test reads off the weights that the model starts trained
-(:mod:`autolr.pretrained`), and the flat curve usual on a trained model is then read at its stability edge with
-confidence 0.15. ``min_confidence`` defaults to ``0.1``: a suggestion under it (a fresh model's flat-curve guess,
-confidence 0.05) is not applied, the Trainer keeps ``learning_rate``, and an :class:`~autolr.AutoLRWarning` says
-why. Weight decay is never changed: it is ``TrainingArguments.weight_decay`` on Hugging Face's own groups.
+(:mod:`autolr.pretrained`); the flat curve usual on a trained model is swept again, 3x longer, and read at its
+stability edge (confidence 0.3), and under a schedule that warms up and decays to 0 (``lr_scheduler_type`` linear,
+cosine, ...) the peak is twice that LR. ``min_confidence`` defaults to ``0.1``: a suggestion under it (a fresh
+model's flat-curve guess, confidence 0.05) is not applied, the Trainer keeps ``learning_rate``, and an
+:class:`~autolr.AutoLRWarning` says why. Weight decay is never changed: it is ``TrainingArguments.weight_decay``
+on Hugging Face's own groups.
 
 The found LR and the decisions are saved with every checkpoint (``trainer_state.json``, through
 ``ExportableState``); ``train(resume_from_checkpoint=...)`` runs no new range test, and the LR trajectory goes on
@@ -253,11 +255,13 @@ class AutoLRCallback(TrainerCallback, ExportableState):
         """The core's plan for these groups; with schedule='hf' its schedule decision says the Trainer's."""
         decays = [float(g.get("weight_decay", 0.0) or 0.0) for g in optimizer.param_groups]
         name = type(optimizer).__name__
+        own = self.schedule == "hf"  # the Trainer's schedule: tell the core whether it warms up and decays to 0
         plan = make_plan(
             suggestion, param_group_lrs=peaks, optimizer_name=name, total_steps=int(state.max_steps),
-            schedule="constant" if self.schedule == "hf" else self.schedule, weight_decay=max(decays),
+            schedule="constant" if own else self.schedule, weight_decay=max(decays),
             warmup_steps=self.warmup_steps, named_params_info=named_params_info(trainer.model),
             min_confidence=self.min_confidence,
+            decays=bool(trainer._created_lr_scheduler and _scheduler_type(args) in HF_DECAYING) if own else None,
         )
         wd = Decision("weight_decay", max(decays), (
             f"the Trainer's own: TrainingArguments.weight_decay={args.weight_decay:g} on its decayed group, 0 on "
@@ -445,6 +449,14 @@ def _multiplier(schedule: Any) -> Any:
         return float(schedule(step))
 
     return multiplier
+
+
+#: ``lr_scheduler_type`` values whose schedule warms up and decays to (near) 0: a fine-tune's peak there is raised
+#: as under autolr's own warmup + decay schedules (:data:`autolr.plan.FINETUNE_DECAY_PEAK`). A scheduler passed in
+#: ``optimizers=`` is not read: its peak is the suggestion.
+HF_DECAYING = (
+    "linear", "cosine", "cosine_with_restarts", "polynomial", "cosine_with_min_lr", "cosine_warmup_with_min_lr",
+)
 
 
 def _scheduler_type(args: Any) -> str:

@@ -153,6 +153,23 @@ def test_callback_run_is_exactly_a_plain_run_at_the_found_lr(tmp_path: Path) -> 
     assert tuned_record.at_begin == plain_record.at_begin
 
 
+def test_a_fine_tunes_peak_follows_the_trainers_schedule(tmp_path: Path) -> None:
+    from accelerate.state import GradientState
+
+    linear = AutoLRCallback(num_steps=40, min_confidence=0, finetune=True)
+    trainer, _ = run(gpt2(), args(tmp_path / "a"), [linear])
+    s, plan = linear.result.suggestion, linear.plan
+    cap = s.evidence.get("divergence_lr", float("inf")) / 4
+    assert s.finetune and plan.peak_lr == pytest.approx(max(min(2 * s.lr, cap), s.lr), rel=1e-12)
+    assert plan.peak_lr > s.lr
+    assert "fine-tune under warmup + decay" in plan.decision("lr").reason and plan.schedule_name == "hf:linear"
+    assert trainer.lr_scheduler.base_lrs == [plan.peak_lr] * 2
+    GradientState._reset_state()
+    flat = AutoLRCallback(num_steps=40, min_confidence=0, finetune=True)
+    run(gpt2(), args(tmp_path / "b", lr_scheduler_type="constant_with_warmup"), [flat])
+    assert flat.plan.peak_lr == flat.result.suggestion.lr and flat.plan.schedule_name == "hf:constant_with_warmup"
+
+
 def test_the_sweep_runs_the_trainers_own_step(tmp_path: Path) -> None:
     calls: dict[str, Any] = {"loss": 0, "clip": 0}
 

@@ -1,0 +1,194 @@
+"""A fine-tune whose sweep shows no clear descent is swept again, 3x longer, and read at its stability edge; under
+a warmup + decay schedule a fine-tune's peak is twice the suggestion. Real training steps on a really trained
+model; the curve readers on synthetic curves."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from autolr import lr_find
+from autolr.errors import ConfigurationError
+from autolr.features import analyse
+from autolr.plan import DIVERGENCE_MARGIN, FINETUNE_DECAY_PEAK, make_plan
+from autolr.suggest import (
+    FINETUNE_FLAT_CONFIDENCE,
+    FINETUNE_RESWEPT_CONFIDENCE,
+    FLAT_DIVERGENCE_FACTOR,
+    Suggestion,
+    needs_resweep,
+    reread_edge,
+    suggest,
+)
+from tests import tasks
+
+
+def _regression(n: int, batch: int, noise: float, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n * batch, 4, generator=g) * 2 - 1
+    y = torch.sin(2 * x[:, :1] + x[:, 1:2]) + noise * torch.randn(n * batch, 1, generator=g)
+    return list(zip(x.split(batch), y.split(batch)))
+
+
+def _trained() -> tuple[nn.Module, torch.optim.Optimizer]:
+    """A regression MLP trained to convergence on clean data (its LayerNorm scales moved)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 32), nn.LayerNorm(32), nn.Tanh(), nn.Linear(32, 1))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for x, y in _regression(400, 64, 0.0, 0):
+        opt.zero_grad()
+        nn.functional.mse_loss(model(x), y).backward()
+        opt.step()
+    return model, opt
+
+
+#: Fine-tuning batches of the same function under heavy label noise: nothing left to learn, so the sweep is flat
+#: (the loss drop is ~2x its noise) until the LR damages the model.
+FLAT = _regression(300, 8, 0.5, 10)
+
+
+def test_a_flat_fine_tune_is_swept_again_longer_and_read_at_its_edge() -> None:
+    model, opt = _trained()
+    before, rng = tasks.full_state(model, opt), torch.get_rng_state()
+    result = lr_find(model, opt, FLAT, loss_fn=nn.MSELoss(), progress=False)
+    tasks.assert_same_state(before, tasks.full_state(model, opt))  # both sweeps undone
+    assert torch.equal(rng, torch.get_rng_state())
+    s, settings = result.suggestion, result.settings
+    assert settings["finetune"] and settings["swept_twice"] and settings["resweep_steps"] == 300
+    assert result.curve.num_steps == 300 and 100 < len(result.curve.lrs) <= 300  # the curve read is the long one
+    edge = analyse(result.curve.lrs, result.curve.losses).divergence
+    assert edge is not None and s.lr == pytest.approx(10 ** edge / FLAT_DIVERGENCE_FACTOR, rel=1e-12)
+    assert s.confidence == FINETUNE_RESWEPT_CONFIDENCE and s.finetune and s.method == "default"
+    assert s.evidence["first_steps"] == 100 and s.evidence["resweep_steps"] == 300
+    assert "the 100-step sweep showed no clear descent" in s.reason and "a 300-step sweep" in s.reason
+
+    # the first sweep is exactly what a single sweep gives (the state was restored in between)
+    once = lr_find(model, opt, FLAT, loss_fn=nn.MSELoss(), progress=False, resweep_steps=0)
+    assert not once.settings["swept_twice"] and once.settings["resweep_steps"] == 0 and len(once.curve.lrs) <= 100
+    assert once.suggestion.confidence == FINETUNE_FLAT_CONFIDENCE
+    assert once.suggestion.evidence["divergence_lr"] == s.evidence["first_divergence_lr"]
+    assert needs_resweep(once.curve.lrs, once.curve.losses)
+    tasks.assert_same_state(before, tasks.full_state(model, opt))
+
+
+def test_fresh_models_and_clear_fine_tunes_are_swept_once() -> None:
+    model, opt = _trained()
+    as_fresh = lr_find(model, opt, FLAT, loss_fn=nn.MSELoss(), progress=False, finetune=False)
+    assert not as_fresh.settings["swept_twice"] and as_fresh.settings["resweep_steps"] == 0
+    assert as_fresh.curve.num_steps == 100  # a plateau from scratch keeps its own reading (from-scratch rule)
+
+    clear = _regression(100, 8, 0.0, 11)  # a shifted function: a real descent to read
+    shifted = [(x, y + 2.0 * x[:, 2:3]) for x, y in clear]
+    moved = lr_find(model, opt, shifted, loss_fn=nn.MSELoss(), progress=False)
+    assert moved.settings["finetune"] and not moved.settings["swept_twice"]
+    assert moved.suggestion.lr == suggest(moved.curve.lrs, moved.curve.losses).lr
+
+
+@pytest.mark.parametrize("bad", [-1, 50, 2.5, True, "300", None.__class__])
+def test_resweep_steps_is_checked_before_any_step(bad: object) -> None:
+    model, opt = _trained()
+    before = tasks.full_state(model, opt)
+    with pytest.raises(ConfigurationError, match=r"resweep_steps must be None \(3 x num_steps\), 0 .* or an int"):
+        lr_find(model, opt, FLAT, loss_fn=nn.MSELoss(), progress=False, resweep_steps=bad)  # type: ignore[arg-type]
+    tasks.assert_same_state(before, tasks.full_state(model, opt))
+
+
+def test_a_numpy_resweep_length_is_taken_as_is() -> None:
+    model, opt = _trained()
+    result = lr_find(model, opt, FLAT, loss_fn=nn.MSELoss(), progress=False, resweep_steps=np.int64(200))
+    assert result.settings["swept_twice"] and result.settings["resweep_steps"] == 200
+    assert result.curve.num_steps == 200 and result.suggestion.evidence["resweep_steps"] == 200
+
+
+@pytest.mark.parametrize("error", [RuntimeError("loader broke"), KeyboardInterrupt()])
+def test_a_failure_in_the_second_sweep_restores_the_state_then_raises(error: BaseException) -> None:
+    model, opt = _trained()
+    before = tasks.full_state(model, opt)
+    calls = [0]
+
+    def loss_fn(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        calls[0] += 1
+        if calls[0] == 150:  # well into the second sweep (the first one stops at or before step 100)
+            raise error
+        return nn.functional.mse_loss(out, target)
+
+    with pytest.raises(type(error)):
+        lr_find(model, opt, FLAT, loss_fn=loss_fn, progress=False)
+    assert calls[0] == 150
+    tasks.assert_same_state(before, tasks.full_state(model, opt))
+
+
+# --- the readers, on synthetic curves ---------------------------------------------------------------------
+def _curve(n: int, *, dip: float = 0.0, noise: float = 0.05, edge: float = -1.0, seed: int = 0
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """A trained model's sweep: level 2.3 (noisy), an optional dip of ``dip``, a blow-up near 10**edge."""
+    lrs = np.geomspace(1e-7, 10, n)
+    x = np.log10(lrs)
+    losses = 2.3 - dip / (1 + np.exp(-3 * (x + 4))) + np.exp(3 * (x - edge))
+    return lrs, losses + np.random.default_rng(seed).normal(0, noise, n)
+
+
+def test_needs_resweep_only_without_a_clear_descent_and_with_something_to_read() -> None:
+    assert needs_resweep(*_curve(100))  # flat, then it blows up
+    assert not needs_resweep(*_curve(100, dip=1.0, noise=0.01))  # a clear descent: read as it is
+    assert not needs_resweep(*[a[:10] for a in _curve(100)])  # too few points
+    lrs = np.geomspace(1e-2, 10, 100)
+    assert not needs_resweep(lrs, 2.3 + np.exp(3 * np.log10(lrs / 1e-2)))  # rising from the start: start_lr too high
+
+
+def test_reread_edge_reads_the_longer_curve_and_falls_back_honestly() -> None:
+    first = suggest(*_curve(100), finetune=True, finetune_reason="given")
+    assert first.confidence == FINETUNE_FLAT_CONFIDENCE
+    long = _curve(300, seed=1)
+    s = reread_edge(*long, first, first_steps=100, steps=300, finetune_reason="given")
+    assert s.lr == pytest.approx(10 ** analyse(*long).divergence / FLAT_DIVERGENCE_FACTOR, rel=1e-12)
+    assert s.confidence == FINETUNE_RESWEPT_CONFIDENCE and s.reason.startswith("fine-tune (given): the 100-step")
+    assert Suggestion.from_dict(s.to_dict()) == s
+
+    # the longer sweep never blew up: the first reading stands, and says so
+    lrs = np.geomspace(1e-7, 1e-2, 300)
+    calm = 2.3 + np.random.default_rng(2).normal(0, 0.05, 300)
+    kept = reread_edge(lrs, calm, first, first_steps=100, steps=300)
+    assert kept.lr == first.lr and kept.confidence == first.confidence and kept.reason.endswith("this reading stands")
+
+    # no LR from the first sweep, nothing from the second either: None, with the second sweep's reason
+    none = Suggestion(None, "default", 0.0, "fine-tune (given): model not learning in this range", finetune=True)
+    nothing = reread_edge(lrs, calm, none, first_steps=100, steps=300, finetune_reason="given")
+    assert nothing.lr is None and "a 300-step sweep read the stability edge again" in nothing.reason
+
+    # another strategy reads the longer curve with its own rule
+    clear = _curve(300, dip=1.0, noise=0.01)
+    steep = reread_edge(*clear, first, first_steps=100, steps=300, method="steepest")
+    assert steep.lr == suggest(*clear, method="steepest").lr and steep.method == "steepest"
+
+
+# --- the plan: a fine-tune's peak under warmup + decay ----------------------------------------------------
+def _plan(s: Suggestion, schedule: str, **kw: object) -> float:
+    return make_plan(s, param_group_lrs=[1e-4, 1e-5], optimizer_name="AdamW", total_steps=100, schedule=schedule,
+                     **kw).peak_lr  # type: ignore[arg-type]
+
+
+def test_a_fine_tunes_peak_is_twice_the_suggestion_under_warmup_and_decay_only() -> None:
+    fine = Suggestion(1e-3, "default", 0.3, "edge", evidence={"divergence_lr": 2e-2}, finetune=True)
+    fresh = Suggestion(1e-3, "default", 0.3, "edge", evidence={"divergence_lr": 2e-2})
+    for schedule in ("linear", "warmup_cosine"):
+        plan = make_plan(fine, param_group_lrs=[1e-4, 1e-5], optimizer_name="AdamW", total_steps=100,
+                         schedule=schedule)
+        assert plan.peak_lr == FINETUNE_DECAY_PEAK * 1e-3 and plan.lrs == pytest.approx((2e-3, 2e-4), rel=1e-12)
+        assert "fine-tune under warmup + decay: peak 2.00e-03 = 2 x the suggestion" in plan.decision("lr").reason
+        assert _plan(fresh, schedule) == 1e-3  # from scratch: unchanged
+    assert _plan(fine, "constant") == _plan(fine, "step") == 1e-3
+    assert _plan(fine, "onecycle") == _plan(fresh, "onecycle")  # one-cycle has its own peak rule
+    assert _plan(fine, "constant", decays=True) == 2e-3  # a framework's own decaying schedule
+    assert _plan(fine, "linear", decays=False) == 1e-3
+    near = Suggestion(1e-3, "default", 0.3, "edge", evidence={"divergence_lr": 6e-3}, finetune=True)
+    assert _plan(near, "linear") == pytest.approx(6e-3 / DIVERGENCE_MARGIN)  # capped below the edge
+    edge = Suggestion(1e-3, "default", 0.3, "edge", evidence={"divergence_lr": 3e-3}, finetune=True)
+    assert _plan(edge, "linear") == 1e-3  # never below the suggestion
+    with pytest.raises(ConfigurationError, match="decays must be None"):
+        _plan(fine, "linear", decays="yes")
+    assert math.isclose(_plan(fine, "linear", min_confidence=0.5), 1e-4)  # not applied: the current lr
