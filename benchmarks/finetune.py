@@ -203,10 +203,19 @@ class _Wants:
         return self.methods is None or name in self.methods
 
 
+def range_test(task: ft.FineTuneTask, seed: int, num_steps: int = 100) -> dict[str, Any]:
+    """:func:`benchmarks.finetune_tasks.range_test`, with enough batches for autolr's second, longer sweep (a
+    fine-tune whose sweep shows no clear descent is swept again with 3x the steps)."""
+    from benchmarks import training
+
+    return training.autolr_range_test(task, seed, num_steps=num_steps, num_batches=3 * num_steps)  # type: ignore[arg-type]
+
+
 def warmup_linear_peak(task: ft.FineTuneTask, suggestion: dict[str, Any]) -> float:
-    """The peak LR ``AutoLR(schedule="linear")`` trains with: the plan's ``peak_lr`` (the suggestion itself:
-    only ``onecycle`` derives its peak from the curve)."""
-    return one_cycle_peak(task, suggestion["lr"], dict(suggestion.get("evidence", {})), "linear")  # type: ignore[arg-type]
+    """The peak LR ``AutoLR(schedule="linear")`` trains with: the plan's ``peak_lr`` (for a fine-tune, twice the
+    suggestion, capped at a quarter of the divergence LR; see :mod:`autolr.plan`)."""
+    return one_cycle_peak(task, suggestion["lr"], dict(suggestion.get("evidence", {})), "linear",  # type: ignore[arg-type]
+                          finetune=bool(suggestion.get("finetune", False)))
 
 
 #: What ``AutoLR(min_confidence=0.1)`` (and the Hugging Face callback's default) trains with.
@@ -232,6 +241,7 @@ def curve_record(curve: dict[str, Any], seed: int) -> dict[str, Any]:
         "lrs": curve["lrs"],
         "losses": losses,
         "suggestion": curve.get("suggestion"),
+        **({"resweep": curve["resweep"]} if "resweep" in curve else {}),
     }
 
 
@@ -247,7 +257,7 @@ def suggestions(task: ft.FineTuneTask, seeds: Sequence[int], methods: tuple[str,
         picks: dict[str, dict[str, Any]] = {}
         if need_curve:
             with warnings_off():
-                curve = ft.range_test(task, s)
+                curve = range_test(task, s)
             curves.append(curve_record(curve, s))
             picks = _curve_rules(task, curve, True, wants)  # type: ignore[arg-type]
             picks.pop("textbook", None)
@@ -426,6 +436,11 @@ def _f(x: float | None, spec: str = ".3f") -> str:
     return "—" if x is None or not math.isfinite(x) else format(x, spec)
 
 
+def _blind(task_result: dict[str, Any]) -> bool:
+    """A blind set's task (``blind``, ``blind2``): autolr's numbers stay hidden unless asked for."""
+    return str(task_result["split"]).startswith("blind")
+
+
 def format_report(out: dict[str, Any], show_blind_autolr: bool = False) -> str:
     """Markdown: the pretraining check, summary tables per set, per-task oracle vs each method's pick."""
     lines = [
@@ -457,7 +472,7 @@ def format_report(out: dict[str, Any], show_blind_autolr: bool = False) -> str:
                   "| method | const median | const mean | const worst | warmup median | warmup mean | warmup worst "
                   "| None→default |", "|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
         for m in methods:
-            if m.startswith("autolr:") and not show_blind_autolr and all(tasks[n]["split"] == "blind" for n in names):
+            if m.startswith("autolr:") and not show_blind_autolr and all(_blind(tasks[n]) for n in names):
                 continue
             s = out["summary"][group]
             cells = [_f(s[p][m][k]) for p in PROTOCOLS for k in ("median", "mean", "worst")]
@@ -472,7 +487,7 @@ def format_report(out: dict[str, Any], show_blind_autolr: bool = False) -> str:
                   "| method | LR const | decades | regret const | LR warmup | decades | regret warmup |",
                   "|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
         for m in methods:
-            if m not in r["scores"][PROTOCOLS[0]] or (m.startswith("autolr:") and r["split"] == "blind"
+            if m not in r["scores"][PROTOCOLS[0]] or (m.startswith("autolr:") and _blind(r)
                                                        and not show_blind_autolr):  # fmt: skip
                 continue
             cells = []
@@ -485,10 +500,14 @@ def format_report(out: dict[str, Any], show_blind_autolr: bool = False) -> str:
                     cells += ["(own)", ""]
                 cells.append(f"{r['scores'][p][m]['regret']:.3f}")
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
-        if r["curves"] and (r["split"] != "blind" or show_blind_autolr):
+        if r["curves"] and (not _blind(r) or show_blind_autolr):
             for c in r["curves"]:
                 s = c["suggestion"] or {}
-                lines.append(f"- seed {c['seed']}: {describe_curve(c)}; autolr picked {s.get('lr')} "
+                again = ""
+                if "resweep" in c:  # the suggestion was read off the second, longer sweep
+                    again = (f"; swept again: {len(c['resweep']['lrs'])} points, stop={c['resweep']['stop_reason']}, "
+                             f"diverged at {s.get('evidence', {}).get('divergence_lr', float('nan')):.2g}")
+                lines.append(f"- seed {c['seed']}: {describe_curve(c)}{again}; autolr picked {s.get('lr')} "
                              f"(confidence {s.get('confidence', float('nan')):.2f})")  # fmt: skip
         lines.append("")
     return "\n".join(lines)

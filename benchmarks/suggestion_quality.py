@@ -320,14 +320,17 @@ def available(method: str) -> bool:
 OPTIMIZER_NAMES = {"sgd": "SGD", "sgdm": "SGD", "adam": "Adam", "adamw": "AdamW"}
 
 
-def one_cycle_peak(task: Task, lr: float, evidence: dict[str, float], schedule: str = "onecycle") -> float:
+def one_cycle_peak(
+    task: Task, lr: float, evidence: dict[str, float], schedule: str = "onecycle", *, finetune: bool = False
+) -> float:
     """The peak LR ``AutoLR(schedule=schedule)`` trains with for suggestion ``lr``: the plan's ``peak_lr``
-    (``autolr.plan.make_plan``), which one-cycle derives from the suggestion and its curve evidence."""
+    (``autolr.plan.make_plan``), which one-cycle derives from the suggestion and its curve evidence (and, for a
+    ``finetune`` suggestion, a warmup + decay schedule from the suggestion)."""
     from autolr.plan import make_plan
     from autolr.suggest import Suggestion
 
     plan = make_plan(
-        Suggestion(lr, "default", 0.0, "", {}, dict(evidence)),
+        Suggestion(lr, "default", 0.0, "", {}, dict(evidence), finetune),
         param_group_lrs=[task.textbook_lr],
         optimizer_name=OPTIMIZER_NAMES[task.optimizer],
         total_steps=task.steps,
@@ -347,7 +350,8 @@ def _curve_rules(
     strategies = rules.autolr_rules(lrs, losses)
     if used_autolr:
         s = curve["suggestion"]
-        out["autolr:default"] = {"lr": s["lr"], "reason": s["reason"], "evidence": s.get("evidence", {})}
+        out["autolr:default"] = {"lr": s["lr"], "reason": s["reason"], "evidence": s.get("evidence", {}),
+                                    "finetune": bool(s.get("finetune", False))}
         strategies.pop("autolr:default", None)
     out.update(strategies)
     default = out.get("autolr:default")

@@ -218,52 +218,62 @@ def autolr_range_test(
     end_lr: float = 10.0,
     num_steps: int = 100,
     val_batches: int = 0,
+    num_batches: int | None = None,
 ) -> dict[str, object]:
     """Run ``autolr.lr_find`` with its defaults on the seed's model and training stream.
 
     The optimizer starts at the task's textbook LR (``lr_find`` sweeps from ``start_lr`` regardless). With
     ``val_batches``, the sweep runs in validation mode: after every step it reads the loss of that many fixed
     batches from another seed's stream (``seed + 100``), so the curve carries no batch-to-batch noise.
+    ``num_batches`` (default ``num_steps``) batches of the stream are given: a fine-tune whose sweep shows no
+    clear descent is swept again, longer (``lr_find``'s ``resweep_steps``: 3x), from the first of them.
 
     Returns:
-        ``{"lrs", "losses", "stop_reason", "suggestion": {"lr", "confidence", "method", "reason", "evidence"}}``.
+        ``{"lrs", "losses", "stop_reason", "suggestion": {"lr", "confidence", "method", "reason", "evidence",
+        "finetune"}}``. The curve is the first sweep's, the one every other rule reads (as its own 100-step
+        sweep would be); when autolr swept twice, ``"resweep"`` holds the longer curve its suggestion comes from.
     """
     import warnings
 
     import autolr
 
     torch.set_num_threads(1)
-    inst = task.make(seed, num_batches=num_steps)
+    inst = task.make(seed, num_batches=num_batches or num_steps)
     optimizer = inst.optimizer_factory(inst.model.parameters(), task.textbook_lr)
     validation: dict[str, object] = {}
     if val_batches:
         validation = {"val_loader": task.make(seed + 100, num_batches=val_batches).batches, "val_batches": val_batches}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        result = autolr.lr_find(
-            inst.model,
-            optimizer,
-            inst.batches,
-            loss_fn=inst.loss_fn,
-            start_lr=start_lr,
-            end_lr=end_lr,
-            num_steps=num_steps,
-            progress=False,
-            **validation,
-        )
-    curve, s = result.curve, result.suggestion
+
+    def lr_find(**kwargs: object) -> autolr.LRFindResult:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return autolr.lr_find(inst.model, optimizer, inst.batches, loss_fn=inst.loss_fn, start_lr=start_lr,
+                                  end_lr=end_lr, num_steps=num_steps, progress=False, **validation, **kwargs)
+
+    result = lr_find()
+    s, resweep = result.suggestion, None
+    if result.settings.get("swept_twice"):  # the first sweep again: the state was restored, so it is the same curve
+        resweep, result = _curve(result.curve), lr_find(resweep_steps=0)
     lr = None if s.lr is None or not math.isfinite(float(s.lr)) or s.lr <= 0 else float(s.lr)
     return {
-        "lrs": [float(v) for v in curve.lrs],
-        "losses": [float(v) if math.isfinite(v) else float(np.nan) for v in curve.losses],
-        "stop_reason": str(curve.stop_reason),
+        **_curve(result.curve),
         "suggestion": {
             "lr": lr,
             "confidence": float(s.confidence),
             "method": s.method,
             "reason": s.reason,
             "evidence": {k: float(v) for k, v in dict(s.evidence).items()},
+            "finetune": bool(s.finetune),
         },
+        **({"resweep": resweep} if resweep is not None else {}),
+    }
+
+
+def _curve(curve: object) -> dict[str, object]:
+    return {
+        "lrs": [float(v) for v in curve.lrs],  # type: ignore[attr-defined]
+        "losses": [float(v) if math.isfinite(v) else float(np.nan) for v in curve.losses],  # type: ignore[attr-defined]
+        "stop_reason": str(curve.stop_reason),  # type: ignore[attr-defined]
     }
 
 
