@@ -236,7 +236,9 @@ def lr_find(
             f">= num_steps={num_steps!r}, got {resweep_steps!r}"
         )
     initial_lrs = tuple(effective_lrs(optimizer))
-    start = detect_start(model) if finetune is None else StartState(finetune, "given", f"finetune={finetune} given")
+    # rank 0's reading for every rank (under FSDP each rank sees only its shards): it decides a second sweep
+    start = dist.decide_on_rank_zero(lambda: detect_start(model)) if finetune is None else StartState(
+        finetune, "given", f"finetune={finetune} given")
     target = torch.device(device) if device is not None else model_device(model)
     settings = {
         "start_lr": starts[0], "end_lr": float(end_lr), "num_steps": num_steps, "mode": mode,
@@ -264,8 +266,8 @@ def lr_find(
     first: Curve | None = None
     with keep_generators(loader, val_loader), Snapshot.take(model, optimizer, scaler=scaler, storage=snapshot) as snap:
         curve = sweep(num_steps)
-        if start.trained and resweep_steps and curve.stop_reason != "interrupted" and dist.decide_on_rank_zero(
-                lambda: _suggest.needs_resweep(curve.lrs, curve.losses)):
+        if dist.decide_on_rank_zero(lambda: start.trained and resweep_steps > 0 and curve.stop_reason != "interrupted"
+                                    and _suggest.needs_resweep(curve.lrs, curve.losses)):
             if dist.is_rank_zero():
                 logger.info("autolr: a fine-tune's %d-step sweep showed no clear descent; sweeping again with %d "
                             "steps from the same state to read the stability edge", num_steps, resweep_steps)

@@ -433,6 +433,28 @@ def _scenario_tuner(rank: int, tmp: Path) -> dict[str, Any]:
     }
 
 
+def _scenario_resweep(rank: int, tmp: Path) -> dict[str, Any]:
+    """A fine-tune (a trained regression MLP, LayerNorm scales moved) whose sweep is flat: every rank sweeps a
+    second time, and the ranks agree on the curve and the edge read off it."""
+    module = nn.Sequential(nn.Linear(4, 32), nn.LayerNorm(32), nn.Tanh(), nn.Linear(32, 1))
+    opt = torch.optim.Adam(module.parameters(), lr=1e-2)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(300):  # the same clean data on both ranks: the same trained model
+        x = torch.rand(64, 4, generator=g) * 2 - 1
+        nn.functional.mse_loss(module(x), torch.sin(2 * x[:, :1] + x[:, 1:2])).backward()
+        opt.step()
+        opt.zero_grad()
+    model = _ddp(module)
+    g = torch.Generator().manual_seed(10 + rank)  # this rank's own shard of noisy labels: nothing left to learn
+    x = torch.rand(180 * 8, 4, generator=g) * 2 - 1
+    y = torch.sin(2 * x[:, :1] + x[:, 1:2]) + 0.5 * torch.randn(180 * 8, 1, generator=g)
+    before = tasks.full_state(model, opt)
+    result = autolr.lr_find(model, opt, list(zip(x.split(8), y.split(8))), loss_fn=nn.MSELoss(), num_steps=60,
+                            progress=False)
+    return {**_curve(result), "swept_twice": result.settings["swept_twice"], "steps": result.curve.num_steps,
+            "confidence": result.suggestion.confidence, "before": before, "after": tasks.full_state(model, opt)}
+
+
 SCENARIOS: dict[str, Callable[[int, Path], dict[str, Any]]] = {
     "restore": _scenario_restore,
     "nan": _scenario_nan,
@@ -445,6 +467,7 @@ SCENARIOS: dict[str, Callable[[int, Path], dict[str, Any]]] = {
     "fsdp1": _scenario_fsdp1,
     "tuner": _scenario_tuner,
     "accumulation": _scenario_accumulation,
+    "resweep": _scenario_resweep,
 }
 
 
@@ -454,7 +477,8 @@ SCENARIOS: dict[str, Callable[[int, Path], dict[str, Any]]] = {
 @pytest.fixture(scope="module")
 def ddp(tmp_path_factory: pytest.TempPathFactory) -> _Runs:
     tmp = tmp_path_factory.mktemp("ddp")
-    _launch(tmp, ["restore", "nan", "uneven", "empty", "suggest_fails", "reporters", "tuner", "accumulation"])
+    _launch(tmp, ["restore", "nan", "uneven", "empty", "suggest_fails", "reporters", "tuner", "accumulation",
+                  "resweep"])
     return _Runs(tmp)
 
 
@@ -637,3 +661,14 @@ def test_accumulation_all_reduces_once_per_step_and_ranks_agree(ddp: _Runs) -> N
     # the small model fits one DDP bucket: one all-reduce per optimizer step, not one per micro-batch (3 per step)
     assert r0["comm_calls"] == r1["comm_calls"] == 10
     assert len(r0["grads"]) == 10 and all(torch.equal(a, b) for a, b in zip(r0["grads"], r1["grads"]))
+
+
+def test_a_flat_fine_tune_is_swept_twice_on_every_rank_and_the_ranks_agree(ddp: _Runs) -> None:
+    from autolr.suggest import FINETUNE_RESWEPT_CONFIDENCE
+
+    r0, r1 = ddp["resweep"]
+    _assert_ranks_agree([r0, r1])
+    assert r0["swept_twice"] and r1["swept_twice"] and r0["steps"] == r1["steps"] == 180
+    assert r0["confidence"] == FINETUNE_RESWEPT_CONFIDENCE and r0["suggested_lr"] is not None
+    for r in (r0, r1):
+        tasks.assert_same_state(r["before"], r["after"])
