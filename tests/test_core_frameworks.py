@@ -385,7 +385,7 @@ def _distributed_worker(out: Path) -> None:
         steps = _count_steps(opt.optimizer)
         before, rng = tasks.full_state(model, opt), torch.get_rng_state()
         result = autolr.lr_find(model, opt, loader, train_step=step, accumulation_steps=2, num_steps=16,
-                                end_lr=1.0, progress=False)
+                                end_lr=1.0, progress=False, resweep_steps=0)  # one sweep: the counts are its own
         record = {
             "losses": [float(v) for v in result.curve.losses], "lrs": [float(v) for v in result.curve.lrs],
             "suggested_lr": result.lr, "calls": calls[0], "steps": steps[0],

@@ -124,6 +124,7 @@ def test_fp16_autocast_with_grad_scaler(device: str) -> None:
             end_lr=1e-2,
             scaler=scaler,
             autocast_dtype=torch.float16,
+            resweep_steps=0,  # mid-training reads as a fine-tune: one sweep, so the counts below are its own
         )
     finally:
         handle.remove()
@@ -488,3 +489,28 @@ def test_the_start_state_reads_the_same_on_every_device_and_dtype(device: str, d
             for p in model.parameters():
                 p.add_(torch.linspace(-0.5, 0.5, p.numel(), device=device, dtype=dtype).reshape(p.shape))
         assert detect(model).trained
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_flat_fine_tune_is_swept_twice_and_restored_on_every_device(device: str) -> None:
+    """The second, longer sweep of a fine-tune runs on the model's device and leaves no trace there."""
+    from autolr.suggest import FINETUNE_FLAT_CONFIDENCE, FINETUNE_RESWEPT_CONFIDENCE
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 32), nn.LayerNorm(32), nn.Tanh(), nn.Linear(32, 1)).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(300):  # trained to convergence on clean data
+        x = torch.rand(64, 4, generator=g) * 2 - 1
+        nn.functional.mse_loss(model(x.to(device)), torch.sin(2 * x[:, :1] + x[:, 1:2]).to(device)).backward()
+        opt.step()
+        opt.zero_grad()
+    x = torch.rand(300 * 8, 4, generator=g) * 2 - 1  # noisy labels: nothing left to learn, a flat sweep
+    y = torch.sin(2 * x[:, :1] + x[:, 1:2]) + 0.5 * torch.randn(300 * 8, 1, generator=g)
+    before = tasks.full_state(model, opt)
+    result = autolr.lr_find(model, opt, list(zip(x.split(8), y.split(8))), loss_fn=nn.MSELoss(), progress=False)
+    assert result.settings["swept_twice"] and result.curve.num_steps == 300
+    # the edge read off the longer sweep, or (when it shows none) the first reading, kept: device numerics decide
+    assert result.suggestion.confidence in (FINETUNE_RESWEPT_CONFIDENCE, FINETUNE_FLAT_CONFIDENCE)
+    assert "300-step sweep" in result.suggestion.reason
+    tasks.assert_same_state(before, tasks.full_state(model, opt))
