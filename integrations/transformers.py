@@ -409,6 +409,9 @@ class _StepBatches:
             yield batches, num_items
 
 
+_UNSET = object()
+
+
 @contextlib.contextmanager
 def _untouched(trainer: Any, loader: Any) -> Iterator[None]:
     """Put back what the sweep moves outside the model and optimizer (those the range test restores itself):
@@ -419,8 +422,10 @@ def _untouched(trainer: Any, loader: Any) -> Iterator[None]:
     owners = [loader, getattr(loader, "batch_sampler", None), getattr(loader, "sampler", None)]
     owners += [getattr(owners[1], "sampler", None), getattr(owners[1], "batch_sampler", None)]
     owners += [getattr(owners[4], "sampler", None)]
-    counters = [(o, k, getattr(o, k)) for o in owners if o is not None
-                for k in ("iteration", "epoch", "end_of_dataloader", "remainder") if k in vars(o)]
+    # a counter the loader has not set yet (never iterated) is removed again: a sweep that ends on an epoch's last
+    # batch must not leave end_of_dataloader=True behind
+    counters = [(o, k, vars(o).get(k, _UNSET)) for o in owners if o is not None
+                for k in ("iteration", "epoch", "end_of_dataloader", "remainder")]
     had_accumulation = "current_gradient_accumulation_steps" in vars(trainer)
     accumulation = getattr(trainer, "current_gradient_accumulation_steps", None)
     try:
@@ -429,7 +434,10 @@ def _untouched(trainer: Any, loader: Any) -> Iterator[None]:
     finally:
         gradient_state.update(saved_gradient)
         for owner, key, value in counters:
-            setattr(owner, key, value)
+            if value is not _UNSET:
+                setattr(owner, key, value)
+            elif key in vars(owner):
+                delattr(owner, key)
         if had_accumulation:
             trainer.current_gradient_accumulation_steps = accumulation
         else:

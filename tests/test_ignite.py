@@ -122,18 +122,24 @@ def _equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
 # == the sweep runs the engine's step and leaves no trace ====================================================
 
 
-@pytest.mark.parametrize("generator", [False, True], ids=["global-rng-order", "loader-generator"])
-def test_restore_is_exact_and_the_run_is_the_one_without_the_handler(generator: bool) -> None:
+@pytest.mark.parametrize("generator, second_sweep", [(False, False), (True, False), (True, True)],
+                         ids=["global-rng-order", "loader-generator", "loader-generator-swept-twice"])
+def test_restore_is_exact_and_the_run_is_the_one_without_the_handler(generator: bool, second_sweep: bool,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """With the suggestion rejected (min_confidence=1), a constant schedule and no decay, the handler must leave
     the run bit for bit as without it: same weights, optimizer, RNG, engine state and first batch at the first
-    real iteration, no event fired during the sweep, same final weights."""
+    real iteration, no event fired during the sweep, same final weights. Also when a fine-tune's flat sweep is
+    run a second time (forced here: this model's curve is clear)."""
     plain = Run()
     plain.trainer.run(loader(generator), max_epochs=2)
+    if second_sweep:
+        monkeypatch.setattr("autolr.suggest.needs_resweep", lambda lrs, losses: True)
     tuned = Run()
     handler = AutoLRHandler(tuned.model, tuned.optimizer, schedule="constant", weight_decay=None, min_confidence=1.0,
-                            num_steps=30, progress=False).attach(tuned.trainer)
+                            num_steps=30, progress=False, finetune=second_sweep).attach(tuned.trainer)
     tuned.trainer.run(loader(generator), max_epochs=2)
-    assert len(handler.result.curve) > 0 and len(tuned.sweep_calls) >= 30  # the sweep ran the process function
+    assert handler.result.settings["swept_twice"] is second_sweep
+    assert len(handler.result.curve) > 0 and len(tuned.sweep_calls) >= (60 if second_sweep else 30)
     assert tuned.sweep_calls[:3] == [1, 2, 3]  # with engine.state.iteration counting from 1, as in a run
     assert handler.plan.lrs == (1e-3,) and handler.plan.schedule_name == "constant"
     assert _equal(plain.start["params"], tuned.start["params"])

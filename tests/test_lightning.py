@@ -152,14 +152,20 @@ def fit(callback=None, *, module=None, seed: int = 0, val: bool = False, ckpt_pa
     return t, module, recorder
 
 
-def test_restore_is_exact_and_training_is_as_long_as_without_the_callback():
+@pytest.mark.parametrize("second_sweep", [False, True], ids=["one-sweep", "swept-twice"])
+def test_restore_is_exact_and_training_is_as_long_as_without_the_callback(second_sweep, monkeypatch):
     """With the suggestion rejected (min_confidence=1), a constant schedule and no decay, the callback must
     leave the fit bit for bit as without it: same weights, optimizer, RNG and first batch at the first real step,
-    same number of steps, same final weights."""
+    same number of steps, same final weights. Also when a fine-tune's flat sweep is run a second time (forced
+    here: this module's curve is clear)."""
     plain, m0, r0 = fit()
-    keep = AutoLRCallback(schedule="constant", weight_decay=None, min_confidence=1.0, num_steps=30)
+    if second_sweep:
+        monkeypatch.setattr("autolr.suggest.needs_resweep", lambda lrs, losses: True)
+    keep = AutoLRCallback(schedule="constant", weight_decay=None, min_confidence=1.0, num_steps=30,
+                          finetune=second_sweep)
     tuned, m1, r1 = fit(keep)
-    assert len(keep.result.curve) > 0 and len(m1.sweep_calls) >= 30  # the sweep ran, through training_step
+    assert keep.result.settings["swept_twice"] is second_sweep
+    assert len(keep.result.curve) > 0 and len(m1.sweep_calls) >= (60 if second_sweep else 30)  # via training_step
     assert m1.sweep_hooks == ["before", "after"] * len(m1.sweep_calls)  # and the batch-transfer hooks
     assert keep.plan.lrs == (1e-3,)
     for key, value in r0.start["params"].items():

@@ -153,6 +153,24 @@ def test_callback_run_is_exactly_a_plain_run_at_the_found_lr(tmp_path: Path) -> 
     assert tuned_record.at_begin == plain_record.at_begin
 
 
+def test_a_second_sweep_still_leaves_a_plain_run_at_the_found_lr(tmp_path: Path, monkeypatch) -> None:
+    """A fine-tune's flat sweep run a second time (forced here: this model's curve is clear) through HF's step:
+    the run is still bit for bit a plain Trainer run at the peak found. The second sweep (60 steps of 12 batches)
+    ends on an epoch's last batch: the loader's end_of_dataloader, never set before, is not left behind."""
+    from accelerate.state import GradientState
+
+    monkeypatch.setattr("autolr.suggest.needs_resweep", lambda lrs, losses: True)
+    tune = AutoLRCallback(num_steps=20, min_confidence=0, finetune=True)
+    tuned, tuned_record = run(gpt2(), args(tmp_path / "a"), [tune])
+    assert tune.result.settings["swept_twice"] and tune.result.curve.num_steps == 60
+    GradientState._reset_state()
+    plain, plain_record = run(gpt2(), args(tmp_path / "b", learning_rate=tune.plan.peak_lr), [])
+    assert tuned_record.lrs == plain_record.lrs and tuned_record.losses == plain_record.losses
+    for (name, p), q in zip(tuned.model.named_parameters(), plain.model.parameters()):
+        assert torch.equal(p, q), name
+    assert tuned_record.at_begin == plain_record.at_begin
+
+
 def test_a_fine_tunes_peak_follows_the_trainers_schedule(tmp_path: Path) -> None:
     from accelerate.state import GradientState
 
