@@ -114,7 +114,8 @@ def _loss_at(lrs: np.ndarray, values: np.ndarray, lr: float) -> float | None:
 def plot_curve(result: LRFindResult, ax: Any = None, *, show_alternatives: bool = True) -> Any:
     """Plot loss against learning rate on a log x axis, with the suggestion and the stop point marked.
 
-    Draws the raw loss (light) and the smoothed loss, a vertical line and label at the suggested learning
+    Draws the raw loss (light) and the smoothed loss (for a fine-tune swept twice, also the first sweep's smoothed
+    loss, grey dashed), a vertical line and label at the suggested learning
     rate, a line of its own colour and style at each alternative, labelled by what its rule is
     (:data:`RULE_STYLES`: ``min-loss/10 rule``, ``steepest-descent rule``, ...), the loss minimum and the
     divergence point the rules start from (triangles on the x axis, from ``evidence``), and the stop point with
@@ -151,6 +152,10 @@ def plot_curve(result: LRFindResult, ax: Any = None, *, show_alternatives: bool 
     ax.set_xlabel("learning rate (log scale)")
     ax.set_ylabel(f"{curve.loss_kind} loss")
     ax.grid(True, which="major", alpha=0.3)
+    first = result.first_curve
+    if first is not None and len(first):  # a fine-tune swept twice: the first sweep, for comparison
+        ax.plot(np.asarray(first.lrs, dtype=float), np.asarray(first.smoothed, dtype=float), color="tab:gray",
+                linestyle="--", linewidth=1.2, label=f"first sweep ({first.num_steps} steps, smoothed)")
     if len(curve):
         ax.plot(lrs, losses, color="tab:blue", alpha=0.3, linewidth=1, label="loss")
         ax.plot(lrs, smoothed, color="tab:blue", linewidth=2, label=f"smoothed (EMA {curve.smoothing:g})")

@@ -284,7 +284,7 @@ def lr_find(
                                     method=method, finetune_reason=start.reason)
 
     suggestion: Suggestion = dist.decide_on_rank_zero(decide)
-    result = LRFindResult(curve, suggestion, initial_lrs=initial_lrs, settings=settings)
+    result = LRFindResult(curve, suggestion, initial_lrs=initial_lrs, settings=settings, first_curve=first)
     if apply:
         result.apply(optimizer)
     if dist.is_rank_zero():

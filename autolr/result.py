@@ -57,12 +57,15 @@ class LRFindResult:
         suggestion: the :class:`~autolr.suggest.Suggestion` for param group 0.
         initial_lrs: every param group's learning rate before the test.
         settings: the range-test settings used (start/end LR, steps, mode, ...), JSON-ready.
+        first_curve: when a fine-tune was swept twice (``settings["swept_twice"]``), the first, shorter sweep,
+            which showed no clear descent; ``curve`` is then the longer one the suggestion was read from.
     """
 
     curve: Curve
     suggestion: Suggestion
     initial_lrs: tuple[float, ...] = ()
     settings: Mapping[str, Any] = field(default_factory=dict)
+    first_curve: Curve | None = None
 
     @property
     def lr(self) -> float | None:
@@ -163,6 +166,7 @@ class LRFindResult:
             "suggestion": self.suggestion.to_dict(),
             "initial_lrs": list(self.initial_lrs),
             "settings": dict(self.settings),
+            **({"first_curve": self.first_curve.to_dict()} if self.first_curve is not None else {}),
         }
 
     @classmethod
@@ -173,6 +177,7 @@ class LRFindResult:
             suggestion=Suggestion.from_dict(data["suggestion"]),
             initial_lrs=tuple(data.get("initial_lrs", ())),
             settings=dict(data.get("settings", {})),
+            first_curve=Curve.from_dict(data["first_curve"]) if data.get("first_curve") else None,
         )
 
     def save(self, path: str | os.PathLike[str]) -> Path:

@@ -72,7 +72,24 @@ def test_a_flat_fine_tune_is_swept_again_longer_and_read_at_its_edge() -> None:
     assert once.suggestion.confidence == FINETUNE_FLAT_CONFIDENCE
     assert once.suggestion.evidence["divergence_lr"] == s.evidence["first_divergence_lr"]
     assert needs_resweep(once.curve.lrs, once.curve.losses)
+    assert once.first_curve is None and result.first_curve is not None  # the result keeps the first sweep too
+    assert result.first_curve.losses.tolist() == once.curve.losses.tolist()
     tasks.assert_same_state(before, tasks.full_state(model, opt))
+
+
+def test_both_sweeps_are_saved_and_plotted(tmp_path) -> None:
+    model, opt = _trained()
+    result = lr_find(model, opt, FLAT, loss_fn=nn.MSELoss(), progress=False)
+    loaded = type(result).load(result.save(tmp_path / "r.json"))
+    assert loaded.first_curve is not None and loaded.first_curve.num_steps == 100
+    assert loaded.first_curve.losses.tolist() == result.first_curve.losses.tolist()
+    assert loaded.settings["swept_twice"] and loaded.suggestion == result.suggestion
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    labels = [line.get_label() for line in loaded.plot().get_lines()]
+    assert "first sweep (100 steps, smoothed)" in labels
 
 
 def test_fresh_models_and_clear_fine_tunes_are_swept_once() -> None:
