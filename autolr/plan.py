@@ -217,22 +217,23 @@ class Plan:
                    decisions=tuple(Decision.from_dict(d) for d in data.get("decisions", ())), **fields)
 
 
-def _finetune_decay_peak(lr: float, evidence: Mapping[str, float]) -> tuple[float, str]:
+def _finetune_decay_peak(suggestion: Suggestion) -> tuple[float, str]:
     """A fine-tune's peak under a warmup + decay schedule, and the rule in words with its numbers."""
+    lr = float(suggestion.lr)  # type: ignore[arg-type]
     peak = FINETUNE_DECAY_PEAK * lr
     text = (f"fine-tune under warmup + decay: peak {format_lr(peak)} = {FINETUNE_DECAY_PEAK:g} x the suggestion "
             f"{format_lr(lr)} (the best constant lr; the schedule trains at about half its peak on average)")
-    divergence = evidence.get("divergence_lr")
-    if isinstance(divergence, (int, float)) and math.isfinite(divergence) and 0 < divergence / DIVERGENCE_MARGIN < peak:
+    divergence = suggestion.evidence_lr("divergence_lr")
+    if divergence is not None and divergence / DIVERGENCE_MARGIN < peak:
         cap = divergence / DIVERGENCE_MARGIN
         return max(cap, lr), f"{text}, capped at divergence_lr {format_lr(divergence)} / {DIVERGENCE_MARGIN:g}"
     return peak, text
 
 
-def _one_cycle_peak(lr: float, evidence: Mapping[str, float]) -> tuple[float, str]:
+def _one_cycle_peak(suggestion: Suggestion) -> tuple[float, str]:
     """The one-cycle peak for group 0, and the rule in words with its numbers."""
-    ev = {k: float(v) for k, v in evidence.items() if isinstance(v, (int, float)) and math.isfinite(v) and v > 0}
-    minimum, divergence = ev.get("min_loss_lr"), ev.get("divergence_lr")
+    lr = float(suggestion.lr)  # type: ignore[arg-type]
+    minimum, divergence = suggestion.evidence_lr("min_loss_lr"), suggestion.evidence_lr("divergence_lr")
     cap = divergence / DIVERGENCE_MARGIN if divergence else math.inf
     cap_text = f"divergence_lr {format_lr(divergence)} / {DIVERGENCE_MARGIN:g} = {format_lr(cap)}"
     if minimum is not None:
@@ -398,10 +399,10 @@ def make_plan(
         peak = suggestion.lr
         lr_reason = f"{suggestion.method} (confidence {suggestion.confidence:.2f}): {suggestion.reason}"
         if name == "onecycle":
-            peak, peak_reason = _one_cycle_peak(suggestion.lr, suggestion.evidence)
+            peak, peak_reason = _one_cycle_peak(suggestion)
             lr_reason = f"{peak_reason}; suggestion by {lr_reason}"
         elif suggestion.finetune and (name in DECAYING if decays is None else decays):
-            peak, peak_reason = _finetune_decay_peak(suggestion.lr, suggestion.evidence)
+            peak, peak_reason = _finetune_decay_peak(suggestion)
             lr_reason = f"{peak_reason}; suggestion by {lr_reason}"
         lrs = [peak * x / current[0] for x in current]
         if len(lrs) > 1:

@@ -159,9 +159,7 @@ def plot_curve(result: LRFindResult, ax: Any = None, *, show_alternatives: bool 
     if len(curve):
         ax.plot(lrs, losses, color="tab:blue", alpha=0.3, linewidth=1, label="loss")
         ax.plot(lrs, smoothed, color="tab:blue", linewidth=2, label=f"smoothed (EMA {curve.smoothing:g})")
-        divergence = s.evidence.get("divergence_lr")
-        divergence = float(divergence) if isinstance(divergence, (int, float)) and divergence > 0 else None
-        limits = _y_limits(lrs, losses, smoothed, divergence)
+        limits = _y_limits(lrs, losses, smoothed, s.evidence_lr("divergence_lr"))
         if limits is not None:
             ax.set_ylim(*limits)
         stop_y = float(smoothed[-1]) if math.isfinite(smoothed[-1]) else math.inf
@@ -181,8 +179,8 @@ def plot_curve(result: LRFindResult, ax: Any = None, *, show_alternatives: bool 
         # what the rules read off the curve, as ticks on the x axis (the EMA drawn lags, the analysis does not)
         marks = (("min_loss_lr", "loss minimum at", "black"), ("divergence_lr", "divergence at", "tab:red"))
         for key, what, color in marks:
-            value = s.evidence.get(key)
-            if isinstance(value, (int, float)) and math.isfinite(value) and value > 0:
+            value = s.evidence_lr(key)
+            if value is not None:
                 ax.plot([value], [0.0], "^", color=color, markersize=8, clip_on=False, zorder=5,
                         transform=ax.get_xaxis_transform(), label=f"{what} {format_lr(value)}")
 

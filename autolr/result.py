@@ -143,12 +143,7 @@ class LRFindResult:
         if s.lr is None:
             raise ValueError(f"the range test gave no learning rate to search around: {s.reason}")
         lr = float(s.lr)
-        ev: Mapping[str, Any] = s.evidence
-
-        def finite(key: str) -> float | None:
-            v = ev.get(key)
-            return float(v) if isinstance(v, (int, float)) and math.isfinite(v) and v > 0 else None
-
+        finite = s.evidence_lr
         low = finite("descent_low_lr") or lr / 10
         high = finite("descent_high_lr") or finite("min_loss_lr") or lr * 10
         divergence = finite("divergence_lr")

@@ -139,6 +139,17 @@ class Suggestion:
     evidence: Mapping[str, float] = field(default_factory=dict)
     finetune: bool = False
 
+    def evidence_lr(self, key: str) -> float | None:
+        """``evidence[key]`` (a learning rate such as ``"divergence_lr"``) when it is a positive, finite number;
+        else None.
+
+        Example:
+            >>> Suggestion(1e-3, "default", 0.5, "", evidence={"divergence_lr": 0.1}).evidence_lr("divergence_lr")
+            0.1
+        """
+        v = self.evidence.get(key)
+        return float(v) if isinstance(v, (int, float)) and math.isfinite(v) and v > 0 else None
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "lr": self.lr,
