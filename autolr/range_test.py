@@ -42,7 +42,7 @@ from .monitor import DivergenceRule, LossBuffer
 from .param_groups import effective_lrs, set_group_value, unwrap_optimizer, validate_param_groups
 from .pretrained import StartState
 from .pretrained import detect as detect_start
-from .report import Reporter, emit_summary, format_summary, safe_report, show_progress
+from .report import Reporter, emit_summary, format_lr, format_summary, safe_report, show_progress
 from .result import LRFindResult, check_fallback
 from .snapshot import Snapshot, reshard_fsdp
 from .suggest import Suggestion
@@ -313,6 +313,29 @@ def lr_find_for_search(
     check_fallback(fallback)
     lr_find_kwargs.setdefault("progress", False)
     return lr_find(model, optimizer, loader, **lr_find_kwargs)
+
+
+def lr_find_for_trial(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, loader: Iterable[Any], *,
+    min_confidence: float = 0.0, **lr_find_kwargs: Any,
+) -> tuple[LRFindResult, str | None]:
+    """The range test a hyperparameter search runs in each trial (the search adapters' ``suggest_lr``): refuses a
+    ``min_confidence`` outside [0, 1] and ``apply=`` before any step (the adapter applies the LR only when the trial
+    goes on), and draws no progress bar unless asked. Returns the result and why the trial should end (no
+    suggestion, or a confidence under ``min_confidence``), or None when it goes on."""
+    if not 0.0 <= float(min_confidence) <= 1.0:
+        raise ValueError(f"min_confidence must be in [0, 1], got {min_confidence!r}")
+    if lr_find_kwargs.pop("apply", False):
+        raise ValueError("suggest_lr applies the LR itself (only when the trial goes on); drop apply=")
+    lr_find_kwargs.setdefault("progress", False)
+    result = lr_find(model, optimizer, loader, **lr_find_kwargs)
+    s = result.suggestion
+    if s.lr is None:
+        return result, f"autolr found no learning rate: {s.reason}"
+    if s.confidence < min_confidence:
+        return result, (f"autolr's suggestion {format_lr(s.lr)} has confidence {s.confidence:.2f} < min_confidence "
+                        f"{min_confidence:g}: {s.reason}")
+    return result, None
 
 
 def _sweep(

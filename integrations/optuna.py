@@ -45,8 +45,8 @@ from typing import Any
 
 import torch
 
-from autolr.range_test import lr_find, lr_find_for_search
-from autolr.report import Decision, LossFeed, format_lr
+from autolr.range_test import lr_find_for_search, lr_find_for_trial
+from autolr.report import Decision, LossFeed
 from autolr.result import LRFindResult
 
 try:
@@ -94,24 +94,13 @@ def suggest_lr(
         optuna.TrialPruned: no suggestion, or a confidence below ``min_confidence`` (message: the reason). The user
             attrs are recorded first, so the pruned trial says why.
     """
-    if not 0.0 <= float(min_confidence) <= 1.0:
-        raise ValueError(f"min_confidence must be in [0, 1], got {min_confidence!r}")
-    if lr_find_kwargs.pop("apply", False):
-        raise ValueError("suggest_lr applies the LR itself (only when the trial is not pruned); drop apply=")
-    lr_find_kwargs.setdefault("progress", False)
-    result = lr_find(model, optimizer, loader, **lr_find_kwargs)
+    result, reason = lr_find_for_trial(model, optimizer, loader, min_confidence=min_confidence, **lr_find_kwargs)
     _record(trial, result)
-    s = result.suggestion
-    if s.lr is None:
-        raise optuna.TrialPruned(f"autolr found no learning rate: {s.reason}")
-    if s.confidence < min_confidence:
-        raise optuna.TrialPruned(
-            f"autolr's suggestion {format_lr(s.lr)} has confidence {s.confidence:.2f} < min_confidence "
-            f"{min_confidence:g}: {s.reason}"
-        )
+    if reason is not None:
+        raise optuna.TrialPruned(reason)
     result.apply(optimizer)
     if name is not None:
-        trial.suggest_float(name, s.lr, s.lr, log=True)
+        trial.suggest_float(name, result.lr, result.lr, log=True)
     return result
 
 

@@ -55,10 +55,9 @@ from typing import Any, NamedTuple
 
 import torch
 
-from autolr.range_test import lr_find, lr_find_for_search
-from autolr.report import Decision, LossFeed, format_lr
+from autolr.range_test import lr_find_for_search, lr_find_for_trial
+from autolr.report import Decision, LossFeed
 from autolr.result import LRFindResult
-from autolr.suggest import Suggestion
 
 try:
     from ray import tune
@@ -115,6 +114,7 @@ def lr_metrics(result: LRFindResult) -> dict[str, Any]:
 
     Example:
         >>> from autolr.curve import Curve
+        >>> from autolr.suggest import Suggestion
         >>> lr_metrics(LRFindResult(Curve([1e-3], [1.0]), Suggestion(0.01, "valley", 0.8, "steepest descent")))
         {'autolr/lr': 0.01, 'autolr/confidence': 0.8, 'autolr/reason': 'steepest descent'}
     """
@@ -124,17 +124,6 @@ def lr_metrics(result: LRFindResult) -> dict[str, Any]:
         "autolr/confidence": float(s.confidence),
         "autolr/reason": s.reason,
     }
-
-
-def _prune_reason(s: Suggestion, min_confidence: float) -> str | None:
-    if s.lr is None:
-        return f"autolr found no learning rate: {s.reason}"
-    if s.confidence < min_confidence:
-        return (
-            f"autolr's suggestion {format_lr(s.lr)} has confidence {s.confidence:.2f} < min_confidence "
-            f"{min_confidence:g}: {s.reason}"
-        )
-    return None
 
 
 def _end_trial(metric: str | None, reason: str, metrics: Mapping[str, Any]) -> TrialPruned:
@@ -185,14 +174,8 @@ def suggest_lr(
             ``{metric: nan, "autolr/pruned": reason, "autolr/lr": ..., ...}`` was reported, so the trial's results
             say why. The optimizer is left as it was.
     """
-    if not 0.0 <= float(min_confidence) <= 1.0:
-        raise ValueError(f"min_confidence must be in [0, 1], got {min_confidence!r}")
-    if lr_find_kwargs.pop("apply", False):
-        raise ValueError("suggest_lr applies the LR itself (only when the trial goes on); drop apply=")
-    lr_find_kwargs.setdefault("progress", False)
-    result = lr_find(model, optimizer, loader, **lr_find_kwargs)
+    result, reason = lr_find_for_trial(model, optimizer, loader, min_confidence=min_confidence, **lr_find_kwargs)
     metrics = lr_metrics(result)
-    reason = _prune_reason(result.suggestion, float(min_confidence))
     if reason is not None:
         raise _end_trial(metric, reason, metrics)
     result.apply(optimizer)
