@@ -50,6 +50,7 @@ from .validation import (
     check_loss,
     check_step_loss,
     plain_number,
+    resolve_resweep_steps,
     validate_context,
     validate_range_test,
     validate_step,
@@ -228,13 +229,7 @@ def lr_find(
         accumulation_steps, max_grad_norm, divergence_factor, smoothing, snapshot, method,
         keyboard_interrupt, val_batches, check_every, train_step_given=train_step is not None,
     )
-    resweep_steps = _suggest.RESWEEP_FACTOR * num_steps if resweep_steps is None else plain_number(resweep_steps)
-    whole = isinstance(resweep_steps, int) and not isinstance(resweep_steps, bool)
-    if not (whole and (resweep_steps == 0 or resweep_steps >= num_steps)):
-        raise ConfigurationError(
-            f"resweep_steps must be None ({_suggest.RESWEEP_FACTOR} x num_steps), 0 (never sweep twice) or an int "
-            f">= num_steps={num_steps!r}, got {resweep_steps!r}"
-        )
+    resweep_steps = resolve_resweep_steps(resweep_steps, num_steps, _suggest.RESWEEP_FACTOR)
     initial_lrs = tuple(effective_lrs(optimizer))
     # rank 0's reading for every rank (under FSDP each rank sees only its shards): it decides a second sweep
     start = dist.decide_on_rank_zero(lambda: detect_start(model)) if finetune is None else StartState(

@@ -19,7 +19,7 @@ from .errors import AutoLRWarning, ConfigurationError, DataError
 from .param_groups import effective_lrs, validate_param_groups
 
 __all__ = ["as_loss_value", "check_keywords", "check_loss", "check_step_loss", "did_you_mean", "plain_number",
-           "validate_context", "validate_range_test", "validate_reporters", "validate_step"]
+           "resolve_resweep_steps", "validate_context", "validate_range_test", "validate_reporters", "validate_step"]
 
 
 def plain_number(value: Any) -> Any:
@@ -81,6 +81,18 @@ def _check_number(name: str, value: Any, *, minimum: float | None = None, intege
         raise ConfigurationError(f"{name} must be {kind}, got {value!r}")
     if minimum is not None and value < minimum:
         raise ConfigurationError(f"{name} must be >= {minimum}, got {value!r}")
+
+
+def resolve_resweep_steps(value: Any, num_steps: int, factor: int) -> int:
+    """``lr_find``'s ``resweep_steps``: ``None`` is ``factor * num_steps``; else 0 (never sweep twice) or an int of at
+    least ``num_steps`` (numpy ints included)."""
+    steps = factor * num_steps if value is None else plain_number(value)
+    if not (isinstance(steps, int) and not isinstance(steps, bool) and (steps == 0 or steps >= num_steps)):
+        raise ConfigurationError(
+            f"resweep_steps must be None ({factor} x num_steps), 0 (never sweep twice) or an int >= "
+            f"num_steps={num_steps!r}, got {steps!r}"
+        )
+    return steps
 
 
 def validate_range_test(
