@@ -203,14 +203,6 @@ class _Wants:
         return self.methods is None or name in self.methods
 
 
-def range_test(task: ft.FineTuneTask, seed: int, num_steps: int = 100) -> dict[str, Any]:
-    """:func:`benchmarks.finetune_tasks.range_test`, with enough batches for autolr's second, longer sweep (a
-    fine-tune whose sweep shows no clear descent is swept again with 3x the steps)."""
-    from benchmarks import training
-
-    return training.autolr_range_test(task, seed, num_steps=num_steps, num_batches=3 * num_steps)  # type: ignore[arg-type]
-
-
 def warmup_linear_peak(task: ft.FineTuneTask, suggestion: dict[str, Any]) -> float:
     """The peak LR ``AutoLR(schedule="linear")`` trains with: the plan's ``peak_lr`` (for a fine-tune, twice the
     suggestion, capped at a quarter of the divergence LR; see :mod:`autolr.plan`)."""
@@ -257,7 +249,7 @@ def suggestions(task: ft.FineTuneTask, seeds: Sequence[int], methods: tuple[str,
         picks: dict[str, dict[str, Any]] = {}
         if need_curve:
             with warnings_off():
-                curve = range_test(task, s)
+                curve = ft.range_test(task, s)
             curves.append(curve_record(curve, s))
             picks = _curve_rules(task, curve, True, wants)  # type: ignore[arg-type]
             picks.pop("textbook", None)

@@ -575,5 +575,7 @@ def train_prodigy(task: FineTuneTask, seed: int, protocol: str) -> float:
 
 
 def range_test(task: FineTuneTask, seed: int, num_steps: int = 100) -> dict[str, object]:
-    """``autolr.lr_find`` with its defaults on the seed's (pretrained, new-headed) model and target batches."""
-    return training.autolr_range_test(task, seed, num_steps=num_steps)  # type: ignore[arg-type]
+    """``autolr.lr_find`` with its defaults on the seed's (pretrained, new-headed) model and target batches, enough
+    of them for its second, longer sweep (a fine-tune whose sweep shows no clear descent is swept again with 3x the
+    steps; the first ``num_steps`` batches are the same either way)."""
+    return training.autolr_range_test(task, seed, num_steps=num_steps, num_batches=3 * num_steps)  # type: ignore[arg-type]

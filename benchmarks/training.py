@@ -244,19 +244,14 @@ def autolr_range_test(
     if val_batches:
         validation = {"val_loader": task.make(seed + 100, num_batches=val_batches).batches, "val_batches": val_batches}
 
-    def lr_find(**kwargs: object) -> autolr.LRFindResult:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return autolr.lr_find(inst.model, optimizer, inst.batches, loss_fn=inst.loss_fn, start_lr=start_lr,
-                                  end_lr=end_lr, num_steps=num_steps, progress=False, **validation, **kwargs)
-
-    result = lr_find()
-    s, resweep = result.suggestion, None
-    if result.settings.get("swept_twice"):  # the first sweep again: the state was restored, so it is the same curve
-        resweep, result = _curve(result.curve), lr_find(resweep_steps=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = autolr.lr_find(inst.model, optimizer, inst.batches, loss_fn=inst.loss_fn, start_lr=start_lr,
+                                end_lr=end_lr, num_steps=num_steps, progress=False, **validation)
+    s, first = result.suggestion, result.first_curve
     lr = None if s.lr is None or not math.isfinite(float(s.lr)) or s.lr <= 0 else float(s.lr)
     return {
-        **_curve(result.curve),
+        **_curve(result.curve if first is None else first),
         "suggestion": {
             "lr": lr,
             "confidence": float(s.confidence),
@@ -265,7 +260,7 @@ def autolr_range_test(
             "evidence": {k: float(v) for k, v in dict(s.evidence).items()},
             "finetune": bool(s.finetune),
         },
-        **({"resweep": resweep} if resweep is not None else {}),
+        **({"resweep": _curve(result.curve)} if first is not None else {}),
     }
 
 
