@@ -514,8 +514,34 @@ BLIND2: tuple[FineTuneTask, ...] = (
                  **_few(digits_images_few, 16)),
 )  # fmt: skip
 
-ALL_TASKS: tuple[FineTuneTask, ...] = TUNING + HELDOUT + BLIND + TUNING2 + BLIND2
-DECLARED_SPLITS: tuple[str, ...] = ("tuning", "heldout", "blind", "tuning2", "blind2")
+#: A third blind set, declared (2026-12-06, third round) after ``blind2`` was spent and before any of these tasks was
+#: run, for the next rule change, scored once with that rule frozen. Everything declared before it may be looked at
+#: while changing the rule. Two of the six are classifiers with a new head on a language-model body, the family of
+#: the last misses; the others are language models, a regression MLP and the CNN, with other optimizers and batches.
+BLIND3: tuple[FineTuneTask, ...] = (
+    FineTuneTask("corrupt_cls_lstm_sgdm", "blind3",
+                 "LSTM body of the code LM + new head: is a prose window intact or 30% corrupted; SGD+momentum",
+                 "code_lstm", "sgdm", steps=60, adapt=_new_classifier, loss="cross_entropy", **_classify_data(8)),
+    FineTuneTask("corrupt_cls_gru_adamw_b16", "blind3",
+                 "GRU body of the code LM + new head: intact vs 30% corrupted prose; AdamW, batch 16",
+                 "code_gru", "adamw", steps=60, weight_decay=0.01, adapt=_new_classifier, loss="cross_entropy",
+                 **_classify_data(16)),
+    FineTuneTask("prose_gru_adamw_b4", "blind3",
+                 "char GRU LM: stdlib code -> reference-manual prose; AdamW, batch 4 (noisier), 80 steps",
+                 "code_gru", "adamw", steps=80, weight_decay=0.01, **_prose(4)),
+    FineTuneTask("prose_lstm_adam", "blind3", "char LSTM LM: stdlib code -> reference-manual prose; Adam",
+                 "code_lstm", "adam", steps=60, **_prose(8)),
+    FineTuneTask("function_shift_mlp_sgdm", "blind3",
+                 "MLP regression pretrained on a smooth function -> a related function, 64 samples; SGD+momentum",
+                 "function_mlp", "sgdm", steps=150, **_few(_FEW_FUNCTION, 16, "mse")),
+    FineTuneTask("shapes_to_digits_cnn_bn_adamw_b8", "blind3",
+                 "BatchNorm CNN pretrained on synthetic shapes -> new head on digits, 30 per class; AdamW, batch 8",
+                 "shapes_cnn_bn", "adamw", steps=60, weight_decay=0.01, adapt=lambda m: _new_last_layer(m, 10),
+                 **_few(digits_images_few, 8)),
+)  # fmt: skip
+
+ALL_TASKS: tuple[FineTuneTask, ...] = TUNING + HELDOUT + BLIND + TUNING2 + BLIND2 + BLIND3
+DECLARED_SPLITS: tuple[str, ...] = ("tuning", "heldout", "blind", "tuning2", "blind2", "blind3")
 #: ``--quick`` and the smoke test: the cheapest tasks.
 QUICK_TASKS: tuple[str, ...] = ("function_shift_mlp_adam", "shapes_to_digits_cnn_bn_sgdm")
 
