@@ -540,8 +540,33 @@ BLIND3: tuple[FineTuneTask, ...] = (
                  **_few(digits_images_few, 8)),
 )  # fmt: skip
 
-ALL_TASKS: tuple[FineTuneTask, ...] = TUNING + HELDOUT + BLIND + TUNING2 + BLIND2 + BLIND3
-DECLARED_SPLITS: tuple[str, ...] = ("tuning", "heldout", "blind", "tuning2", "blind2", "blind3")
+#: A fourth blind set, declared (2026-12-06) after blind3 had been run and before anyone looked at autolr's numbers
+#: there, so that a rule change prompted by blind3 can still be scored on tasks nobody has seen.
+BLIND4: tuple[FineTuneTask, ...] = (
+    FineTuneTask("corrupt_cls_gru_adam_b4", "blind4",
+                 "GRU body of the code LM + new head: intact vs 30% corrupted prose; Adam, batch 4 (noisier), 80 steps",
+                 "code_gru", "adam", steps=80, adapt=_new_classifier, loss="cross_entropy", **_classify_data(4)),
+    FineTuneTask("corrupt_cls_lstm_adam_b16", "blind4",
+                 "LSTM body of the code LM + new head: intact vs 30% corrupted prose; Adam, batch 16",
+                 "code_lstm", "adam", steps=60, adapt=_new_classifier, loss="cross_entropy", **_classify_data(16)),
+    FineTuneTask("prose_transformer_adamw_b16", "blind4",
+                 "char transformer LM: stdlib code -> reference-manual prose; AdamW, batch 16",
+                 "code_transformer", "adamw", steps=60, weight_decay=0.01, **_prose(16)),
+    FineTuneTask("prose_lstm_sgdm_b4", "blind4",
+                 "char LSTM LM: stdlib code -> reference-manual prose; SGD+momentum, batch 4 (noisier), 80 steps",
+                 "code_lstm", "sgdm", steps=80, **_prose(4)),
+    FineTuneTask("function_newhead_mlp_adamw", "blind4",
+                 "MLP pretrained on a smooth function, new output layer -> a related function, 64 samples; AdamW",
+                 "function_mlp", "adamw", steps=150, weight_decay=0.01, adapt=lambda m: _new_last_layer(m, 1),
+                 **_few(_FEW_FUNCTION, 16, "mse")),
+    FineTuneTask("shapes_to_digits_cnn_bn_sgdm_b8", "blind4",
+                 "BatchNorm CNN pretrained on synthetic shapes -> new head on digits, 30 per class; SGD+m, batch 8",
+                 "shapes_cnn_bn", "sgdm", steps=60, adapt=lambda m: _new_last_layer(m, 10),
+                 **_few(digits_images_few, 8)),
+)  # fmt: skip
+
+ALL_TASKS: tuple[FineTuneTask, ...] = TUNING + HELDOUT + BLIND + TUNING2 + BLIND2 + BLIND3 + BLIND4
+DECLARED_SPLITS: tuple[str, ...] = ("tuning", "heldout", "blind", "tuning2", "blind2", "blind3", "blind4")
 #: ``--quick`` and the smoke test: the cheapest tasks.
 QUICK_TASKS: tuple[str, ...] = ("function_shift_mlp_adam", "shapes_to_digits_cnn_bn_sgdm")
 
