@@ -6,14 +6,11 @@ Pure: takes numbers and names, returns data; touches no model or optimizer. The 
   (``lr=None``) the current lrs are kept. For one-cycle the peak is raised towards the curve's minimum,
   because one-cycle passes its peak briefly after a warm ramp: ``peak = sqrt(lr * upper)`` with
   ``upper = min_loss_lr`` (or ``divergence_lr / 4`` without one), capped at ``divergence_lr / 4``.
-  For a **fine-tune** whose suggestion was read off the stability edge (``suggestion.finetune`` and
-  ``suggestion.read_at_edge``: the usual flat curve of a trained model) under a schedule that warms up and decays
-  to 0 (warmup_cosine, linear; or ``decays=True`` for a framework's own), the peak is ``FINETUNE_DECAY_PEAK`` (2) x
-  the suggestion, capped the same way: that reading estimates the best constant LR, and such a schedule trains at
-  about half its peak on average (on the fine-tuning benchmark the best peak under warm-up + linear decay sits 1-5x
-  above the best constant LR). A fine-tune with a clear descent keeps the suggestion as its peak, as from scratch:
-  the reading of a descent already lands above the best constant LR (median +0.18 decades there), and doubling it
-  overshoots.
+  For a **fine-tune** (``suggestion.finetune``) under a schedule that warms up and decays to 0 (warmup_cosine,
+  linear; or ``decays=True`` for a framework's own), the peak is ``FINETUNE_DECAY_PEAK`` (2) x the suggestion,
+  capped the same way: a fine-tune's suggestion is its best constant LR, and such a schedule trains at about
+  half its peak on average (on the fine-tuning benchmark the best peak under warm-up + linear decay sits 1-5x
+  above the best constant LR).
 * **schedule="auto".** No ``total_steps``: ``"plateau"`` (nothing to lay a fixed schedule over, so react to
   the validation metric). SGD family: ``"onecycle"`` (Smith's policy, designed for SGD with momentum).
   Otherwise: ``"warmup_cosine"`` (adaptive optimizers' early moment estimates are noisy, so they warm up;
@@ -85,7 +82,7 @@ SCHEDULES: dict[str, str] = {
 }
 _NEEDS_TOTAL = ("warmup_cosine", "linear", "onecycle", "step")
 DIVERGENCE_MARGIN = 4.0  # the one-cycle peak stays at or below divergence_lr / DIVERGENCE_MARGIN
-#: Schedules that warm up, then decay to 0: a fine-tune's edge reading is raised FINETUNE_DECAY_PEAK x there.
+#: Schedules that warm up, then decay to 0: a fine-tune's peak there is FINETUNE_DECAY_PEAK x the suggestion.
 DECAYING = ("warmup_cosine", "linear")
 FINETUNE_DECAY_PEAK = 2.0
 
@@ -371,9 +368,9 @@ def make_plan(
         named_params_info: optional ``(name, module_type_name, ndim)`` list; only counted, as evidence.
         min_confidence: a suggestion whose confidence is below this is not applied: the current lrs are kept
             and the lr decision says why (``0.1`` skips flat-curve guesses, ``0.2`` also weak suggestions).
-        decays: whether the lr is trained under a schedule that warms up and decays to 0, which raises the peak
-            of a fine-tune's edge reading (module docstring). ``None`` (default): read it from the schedule chosen.
-            An adapter that keeps a framework's own schedule (and plans with ``schedule="constant"``) says so here.
+        decays: whether the lr is trained under a schedule that warms up and decays to 0, which raises a
+            fine-tune's peak (module docstring). ``None`` (default): read it from the schedule chosen. An adapter
+            that keeps a framework's own schedule (and plans with ``schedule="constant"``) says so here.
 
     Raises:
         ConfigurationError: for any invalid argument, before anything is computed.
@@ -405,12 +402,7 @@ def make_plan(
             peak, peak_reason = _one_cycle_peak(suggestion)
             lr_reason = f"{peak_reason}; suggestion by {lr_reason}"
         elif suggestion.finetune and (name in DECAYING if decays is None else decays):
-            if suggestion.read_at_edge:
-                peak, peak_reason = _finetune_decay_peak(suggestion)
-            else:
-                peak_reason = (f"fine-tune with a clear descent under warmup + decay: peak {format_lr(peak)} = the "
-                               "suggestion, as from scratch (a reading of the descent already sits above the best "
-                               "constant lr)")
+            peak, peak_reason = _finetune_decay_peak(suggestion)
             lr_reason = f"{peak_reason}; suggestion by {lr_reason}"
         lrs = [peak * x / current[0] for x in current]
         if len(lrs) > 1:

@@ -37,10 +37,8 @@ One 100-step sweep reads that edge unsteadily (between seeds it moved by up to 0
 benchmark, ``benchmarks/finetune.py``), so :func:`autolr.lr_find` sweeps such a curve again with ``RESWEEP_FACTOR``
 (3) times the steps (:func:`needs_resweep`) and :func:`reread_edge` reads ``divergence_lr / FLAT_DIVERGENCE_FACTOR``
 off the longer sweep, with confidence ``FINETUNE_RESWEPT_CONFIDENCE`` (0.3). That lands within about 0.15 decades of
-the best constant LR on most of the benchmark's tasks. Every reason starts with ``fine-tune (<why>)``. An edge reading
-(:attr:`Suggestion.read_at_edge`) estimates a fine-tune's best constant LR; :func:`autolr.make_plan` doubles it for
-the peak of a warmup + decay schedule. A clear curve's reading is planned as from scratch: on the benchmark it already
-sits above the best constant LR (median +0.18 decades), about where a decaying schedule peaks best.
+the best constant LR on most of the benchmark's tasks. Every reason starts with ``fine-tune (<why>)``. A fine-tune's
+suggestion is its best constant LR; :func:`autolr.make_plan` doubles it for the peak of a warmup + decay schedule.
 
 Every threshold is a fraction of the drop or a multiple of the noise, so suggestions do not change when a
 constant is added to the loss or the loss is rescaled.
@@ -128,10 +126,9 @@ class Suggestion:
         reason: plain language; when ``lr`` is None, says what the user should change.
         alternatives: what every other strategy suggested, name -> lr (or None).
         evidence: numbers read off the curve (e.g. ``min_loss_lr``, ``steepest_lr``, ``divergence_lr``,
-            ``descent_low_lr``, ``descent_high_lr``, ``loss_drop``); absent keys were not found. ``edge_divisor``
-            is there when ``lr`` was read off the stability edge alone (:attr:`read_at_edge`).
-        finetune: the curve was read as a fine-tune's (the model started trained); when ``lr`` was read at the
-            edge, :func:`autolr.make_plan` sets the peak of a warmup + decay schedule at twice ``lr``.
+            ``descent_low_lr``, ``descent_high_lr``, ``loss_drop``); absent keys were not found.
+        finetune: the curve was read as a fine-tune's (the model started trained); :func:`autolr.make_plan`
+            then sets the peak of a warmup + decay schedule at twice ``lr``.
     """
 
     lr: float | None
@@ -141,18 +138,6 @@ class Suggestion:
     alternatives: Mapping[str, float | None] = field(default_factory=dict)
     evidence: Mapping[str, float] = field(default_factory=dict)
     finetune: bool = False
-
-    @property
-    def read_at_edge(self) -> bool:
-        """The LR was read off the stability edge alone, at ``divergence_lr / evidence["edge_divisor"]``: a flat
-        curve's guess, or a fine-tune's edge reading, which estimates its best *constant* LR (:func:`autolr.make_plan`
-        raises that for a warmup + decay schedule). False for a reading of a descent.
-
-        Example:
-            >>> Suggestion(1e-3, "default", 0.3, "", evidence={"edge_divisor": 20.0}).read_at_edge
-            True
-        """
-        return "edge_divisor" in self.evidence
 
     def evidence_lr(self, key: str) -> float | None:
         """``evidence[key]`` (a learning rate such as ``"divergence_lr"``) when it is a positive, finite number;
@@ -364,8 +349,6 @@ def suggest(
             why += f": the descent is weak (drop {f.snr:.1f}x noise, under {MIN_SNR:g}x); the default rule answers"
         return Suggestion(None, method, 0.0, ft + why, others, evidence, finetune)
     how = choice[1] if method == "default" and choice else f"{method} rule"
-    if method == "default" and f.flat and f.divergence is not None:
-        evidence["edge_divisor"] = FLAT_DIVERGENCE_FACTOR
     if finetune and f.flat and f.divergence is not None:  # the usual shape of a fine-tune's sweep
         parts = [
             f"{ft}little descent (the loss drop is {max(f.snr, 0):.1f}x its noise), as expected of a trained model "
@@ -461,8 +444,7 @@ def reread_edge(
     if method == "default" and f.problem is None and f.divergence is not None:
         picks = {name: rule(f) for name, rule in STRATEGIES.items() if name != "default"}
         lr = float(10 ** (f.divergence - math.log10(FLAT_DIVERGENCE_FACTOR)))
-        evidence = {**_evidence(f, picks), "resweep_steps": float(steps), "first_steps": float(first_steps),
-                    "edge_divisor": FLAT_DIVERGENCE_FACTOR}
+        evidence = {**_evidence(f, picks), "resweep_steps": float(steps), "first_steps": float(first_steps)}
         was = first.evidence.get("divergence_lr")
         if was is not None:
             evidence["first_divergence_lr"] = float(was)

@@ -189,14 +189,9 @@ def _plan(s: Suggestion, schedule: str, **kw: object) -> float:
                      **kw).peak_lr  # type: ignore[arg-type]
 
 
-def _edge(divergence: float, **kw: object) -> Suggestion:
-    return Suggestion(1e-3, "default", 0.3, "edge", evidence={"divergence_lr": divergence, "edge_divisor": 20.0},
-                      **kw)  # type: ignore[arg-type]
-
-
-def test_a_fine_tunes_edge_reading_peaks_at_twice_the_suggestion_under_warmup_and_decay_only() -> None:
-    fine = _edge(2e-2, finetune=True)
-    fresh = _edge(2e-2)
+def test_a_fine_tunes_peak_is_twice_the_suggestion_under_warmup_and_decay_only() -> None:
+    fine = Suggestion(1e-3, "default", 0.3, "edge", evidence={"divergence_lr": 2e-2}, finetune=True)
+    fresh = Suggestion(1e-3, "default", 0.3, "edge", evidence={"divergence_lr": 2e-2})
     for schedule in ("linear", "warmup_cosine"):
         plan = make_plan(fine, param_group_lrs=[1e-4, 1e-5], optimizer_name="AdamW", total_steps=100,
                          schedule=schedule)
@@ -207,42 +202,10 @@ def test_a_fine_tunes_edge_reading_peaks_at_twice_the_suggestion_under_warmup_an
     assert _plan(fine, "onecycle") == _plan(fresh, "onecycle")  # one-cycle has its own peak rule
     assert _plan(fine, "constant", decays=True) == 2e-3  # a framework's own decaying schedule
     assert _plan(fine, "linear", decays=False) == 1e-3
-    assert _plan(_edge(6e-3, finetune=True), "linear") == pytest.approx(6e-3 / DIVERGENCE_MARGIN)  # capped
-    assert _plan(_edge(3e-3, finetune=True), "linear") == 1e-3  # never below the suggestion
+    near = Suggestion(1e-3, "default", 0.3, "edge", evidence={"divergence_lr": 6e-3}, finetune=True)
+    assert _plan(near, "linear") == pytest.approx(6e-3 / DIVERGENCE_MARGIN)  # capped below the edge
+    edge = Suggestion(1e-3, "default", 0.3, "edge", evidence={"divergence_lr": 3e-3}, finetune=True)
+    assert _plan(edge, "linear") == 1e-3  # never below the suggestion
     with pytest.raises(ConfigurationError, match="decays must be None"):
         _plan(fine, "linear", decays="yes")
     assert math.isclose(_plan(fine, "linear", min_confidence=0.5), 1e-4)  # not applied: the current lr
-
-
-def test_a_fine_tune_with_a_clear_descent_keeps_its_suggestion_as_the_peak() -> None:
-    """A reading of a descent (no ``edge_divisor``) already sits above the best constant LR: planned as from scratch,
-    and the decision says so."""
-    clear = Suggestion(1e-3, "default", 0.8, "descent", evidence={"divergence_lr": 2e-2, "min_loss_lr": 2e-3},
-                       finetune=True)
-    assert not clear.read_at_edge
-    for schedule in ("linear", "warmup_cosine"):
-        plan = make_plan(clear, param_group_lrs=[1e-4, 1e-5], optimizer_name="AdamW", total_steps=100,
-                         schedule=schedule)
-        assert plan.peak_lr == 1e-3 and plan.lrs == pytest.approx((1e-3, 1e-4), rel=1e-12)
-        assert "fine-tune with a clear descent under warmup + decay: peak 1.00e-03 = the suggestion" in (
-            plan.decision("lr").reason)
-    assert _plan(clear, "constant", decays=True) == 1e-3
-
-
-def test_suggest_marks_edge_readings_and_only_them() -> None:
-    """The flat tier and the second sweep's reading carry ``edge_divisor``; a clear descent does not."""
-    rng = np.random.default_rng(3)
-    lrs = np.geomspace(1e-7, 10, 100)
-    x = np.log10(lrs)
-    flat = 2.3 + rng.normal(0, 0.05, 100) + np.exp(3 * (x + 1))
-    clear = 0.5 + 2 / (1 + np.exp(2 * (x + 3.5))) + np.exp(4 * (x + 0.5)) + rng.normal(0, 0.01, 100)
-    for finetune in (False, True):
-        s = suggest(lrs, flat, finetune=finetune)
-        assert s.read_at_edge and s.evidence["edge_divisor"] == FLAT_DIVERGENCE_FACTOR
-        assert s.lr == pytest.approx(s.evidence["divergence_lr"] / FLAT_DIVERGENCE_FACTOR, rel=1e-9)
-        assert not suggest(lrs, clear, finetune=finetune).read_at_edge
-    first = suggest(lrs, flat, finetune=True)
-    longer = np.geomspace(1e-7, 10, 300)
-    again = reread_edge(longer, 2.3 + rng.normal(0, 0.05, 300) + np.exp(3 * (np.log10(longer) + 1)), first,
-                        first_steps=100, steps=300)
-    assert again.read_at_edge and again.confidence == FINETUNE_RESWEPT_CONFIDENCE
