@@ -35,10 +35,12 @@ usually flat (little left to gain in a few dozen steps; the noise hides the desc
 is the answer, not a guess: confidence ``FINETUNE_FLAT_CONFIDENCE`` (0.15, so ``min_confidence=0.1`` applies it).
 One 100-step sweep reads that edge unsteadily (between seeds it moved by up to 0.6 decades on the fine-tuning
 benchmark, ``benchmarks/finetune.py``), so :func:`autolr.lr_find` sweeps such a curve again with ``RESWEEP_FACTOR``
-(3) times the steps (:func:`needs_resweep`) and :func:`reread_edge` reads ``divergence_lr / FLAT_DIVERGENCE_FACTOR``
-off the longer sweep, with confidence ``FINETUNE_RESWEPT_CONFIDENCE`` (0.3). That lands within about 0.15 decades of
-the best constant LR on most of the benchmark's tasks. Every reason starts with ``fine-tune (<why>)``. A fine-tune's
-suggestion is its best constant LR; :func:`autolr.make_plan` doubles it for the peak of a warmup + decay schedule.
+(3) times the steps (:func:`needs_resweep`), and :func:`reread_edge` reads the longer sweep like any sweep: a clear
+descent (three times the steps average the noise down) by the default rule, with its usual confidence; still no
+clear descent by ``divergence_lr / FLAT_DIVERGENCE_FACTOR``, with confidence ``FINETUNE_RESWEPT_CONFIDENCE`` (0.3).
+That lands within about 0.15 decades of the best constant LR on most of the benchmark's tasks. Every reason starts
+with ``fine-tune (<why>)``. A fine-tune's suggestion is its best constant LR; :func:`autolr.make_plan` doubles it
+for the peak of a warmup + decay schedule.
 
 Every threshold is a fraction of the drop or a multiple of the noise, so suggestions do not change when a
 constant is added to the loss or the loss is rescaled.
@@ -109,7 +111,8 @@ FINETUNE_FLAT_CONFIDENCE = 0.15
 #: A fine-tune's sweep with no clear descent is run again with this many times the steps
 #: (:func:`autolr.lr_find`'s ``resweep_steps``) and read by :func:`reread_edge`.
 RESWEEP_FACTOR = 3
-#: Confidence of the edge read off that longer sweep (:func:`reread_edge`): steadier than one 100-step sweep's
+#: Confidence of the edge read off that longer sweep when it still shows no clear descent (:func:`reread_edge`; a
+#: clear descent there gets the usual confidence of its reading): steadier than one 100-step sweep's
 #: (between seeds, within about 0.15 decades on most of the fine-tuning benchmark's tasks). Above 0.2, so
 #: ``min_confidence=0.2`` (which skips weak and flat single-sweep readings) keeps it.
 FINETUNE_RESWEPT_CONFIDENCE = 0.3
@@ -418,12 +421,14 @@ def reread_edge(
     """Read a fine-tune's longer sweep (``steps`` steps), run because its first sweep (``first_steps`` steps,
     suggestion ``first``) showed no clear descent (:func:`needs_resweep`).
 
-    The default rule reads the stability edge off the longer sweep: ``divergence_lr / FLAT_DIVERGENCE_FACTOR``,
-    with confidence ``FINETUNE_RESWEPT_CONFIDENCE``, whatever the longer sweep shows below the edge (more steps per
-    decade also train more at each LR, which moves a minimum but not where the damage starts). With three times
-    the steps the edge reading is about three times steadier between seeds on the fine-tuning benchmark. When the
-    longer sweep shows no edge, ``first`` is kept (or, if it had no LR, whatever the longer curve gives). Another
-    ``method`` reads the longer curve with its own rule.
+    The longer sweep is read like any sweep. When it shows a clear descent (its drop is at least ``MIN_SNR`` times
+    its noise: three times the steps average the noise down), the default rule reads that descent, with its usual
+    confidence. When it still shows none, the default rule reads the stability edge alone:
+    ``divergence_lr / FLAT_DIVERGENCE_FACTOR``, with confidence ``FINETUNE_RESWEPT_CONFIDENCE`` (with three times
+    the steps the edge reading is about three times steadier between seeds on the fine-tuning benchmark). When the
+    longer sweep shows neither, ``first`` is kept (or, if it had no LR, whatever the longer curve gives). Another
+    ``method`` reads the longer curve with its own rule. The evidence adds ``resweep_steps``, ``first_steps`` and
+    ``first_divergence_lr``.
 
     Example:
         >>> rng = np.random.default_rng(0)
@@ -439,24 +444,29 @@ def reread_edge(
     snr = first.evidence.get("snr")
     drop = f"loss drop {max(snr, 0):.1f}x its noise, " if snr is not None else ""
     head = (f"{ft}the {first_steps}-step sweep showed no clear descent ({drop}as expected of a trained model), so a "
-            f"{steps}-step sweep read the stability edge again")
+            f"{steps}-step sweep looked again")
+    extra = {"resweep_steps": float(steps), "first_steps": float(first_steps)}
+    was = first.evidence.get("divergence_lr")
+    if was is not None:
+        extra["first_divergence_lr"] = float(was)
     f = analyse(lrs, losses)
+    if method == "default" and f.problem is None and f.descent is not None:
+        second = suggest(lrs, losses, finetune=True, finetune_reason=finetune_reason)
+        return replace(second, reason=f"{head} and shows a clear descent, read as any sweep: "
+                                      f"{second.reason.removeprefix(ft)}", evidence={**second.evidence, **extra})
     if method == "default" and f.problem is None and f.divergence is not None:
         picks = {name: rule(f) for name, rule in STRATEGIES.items() if name != "default"}
         lr = float(10 ** (f.divergence - math.log10(FLAT_DIVERGENCE_FACTOR)))
-        evidence = {**_evidence(f, picks), "resweep_steps": float(steps), "first_steps": float(first_steps)}
-        was = first.evidence.get("divergence_lr")
-        if was is not None:
-            evidence["first_divergence_lr"] = float(was)
+        evidence = {**_evidence(f, picks), **extra}
         parts = [
-            f"{head}: diverged at {10**f.divergence:.1e} (the first sweep: "
-            + (f"{was:.1e})" if was is not None else "no edge seen)"),
+            f"{head}: still no clear descent, so it reads the stability edge: diverged at {10**f.divergence:.1e} "
+            "(the first sweep: " + (f"{was:.1e})" if was is not None else "no edge seen)"),
             f"chose {lr:.1e} (divergence_lr / {FLAT_DIVERGENCE_FACTOR:g}: as far below the edge as the best constant "
             "LR of a fine-tune lies; a warmup + decay schedule peaks at twice this)",
         ]
         return Suggestion(lr, method, FINETUNE_RESWEPT_CONFIDENCE, "; ".join(parts), picks, evidence, True)
     if method == "default" and first.lr is not None:
-        return replace(first, reason=f"{first.reason}; a {steps}-step sweep showed no stability edge either, so this "
-                                     "reading stands")
+        return replace(first, reason=f"{first.reason}; a {steps}-step sweep showed no descent and no stability edge "
+                                     "either, so this reading stands")
     second = suggest(lrs, losses, method=method, finetune=True, finetune_reason=finetune_reason)
     return replace(second, reason=f"{head}: {second.reason.removeprefix(ft)}")

@@ -175,7 +175,19 @@ def test_reread_edge_reads_the_longer_curve_and_falls_back_honestly() -> None:
     # no LR from the first sweep, nothing from the second either: None, with the second sweep's reason
     none = Suggestion(None, "default", 0.0, "fine-tune (given): model not learning in this range", finetune=True)
     nothing = reread_edge(lrs, calm, none, first_steps=100, steps=300, finetune_reason="given")
-    assert nothing.lr is None and "a 300-step sweep read the stability edge again" in nothing.reason
+    assert nothing.lr is None and "a 300-step sweep looked again" in nothing.reason
+
+    # the longer sweep shows a clear descent (its noise averaged down): read by the default rule, like any sweep
+    clear = _curve(300, dip=0.5, noise=0.02, seed=4)
+    assert analyse(*clear).descent is not None
+    read = reread_edge(*clear, first, first_steps=100, steps=300, finetune_reason="given")
+    plain = suggest(*clear, finetune=True, finetune_reason="given")
+    assert read.lr == plain.lr and read.confidence == plain.confidence and read.finetune
+    assert read.lr != pytest.approx(10 ** analyse(*clear).divergence / FLAT_DIVERGENCE_FACTOR, rel=1e-3)
+    assert "looked again and shows a clear descent, read as any sweep: steepest stable descent" in read.reason
+    assert read.evidence["resweep_steps"] == 300 and read.evidence["first_steps"] == 100
+    assert read.evidence["first_divergence_lr"] == first.evidence["divergence_lr"]
+    assert read.evidence["min_loss_lr"] == plain.evidence["min_loss_lr"]
 
     # another strategy reads the longer curve with its own rule
     clear = _curve(300, dip=1.0, noise=0.01)
