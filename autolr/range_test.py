@@ -180,8 +180,9 @@ def lr_find(
             PyTorch's default init); ``True``/``False`` says so. The result's ``settings`` records which.
         resweep_steps: a fine-tune whose sweep shows no clear descent (the usual shape: a trained model has
             little left to gain in a short sweep, and the noise hides it) is swept once more, from the same restored
-            state, with this many steps (default ``None``: ``3 * num_steps``), and the stability edge is read off
-            the longer sweep (:func:`autolr.suggest.reread_edge`; the result's curve is that sweep). ``0``: never.
+            state, with this many steps (default ``None``: ``3 * num_steps``), and the longer sweep is read like any
+            sweep: its descent if it shows one, else its stability edge (:func:`autolr.suggest.reread_edge`; the
+            result's curve is that sweep). ``0``: never.
             Fresh models and clear curves are swept once.
         apply: set the suggested LR on the optimizer after the restore.
         keyboard_interrupt: ``"raise"`` (restore, then re-raise Ctrl-C) or ``"stop"`` (end the sweep there
@@ -265,7 +266,7 @@ def lr_find(
                                     and _suggest.needs_resweep(curve.lrs, curve.losses)):
             if dist.is_rank_zero():
                 logger.info("autolr: a fine-tune's %d-step sweep showed no clear descent; sweeping again with %d "
-                            "steps from the same state to read the stability edge", num_steps, resweep_steps)
+                            "steps from the same state", num_steps, resweep_steps)
             snap.restore()
             first, curve = curve, sweep(resweep_steps)
             settings["swept_twice"] = True

@@ -13,9 +13,10 @@ fine-tuned on a shifted domain, Python source code from the standard library, wi
 1. Hugging Face's default ``learning_rate=5e-5``;
 2. ``AutoLRCallback()``: the range test runs through the Trainer's own step and the LR found moves the peak of
    HF's own schedule. The model is read as trained (its LayerNorm scales moved), so the flat curve usual on a
-   pretrained model is swept again, 3x longer, and read at its stability edge (confidence 0.3); HF's linear
-   schedule decays to 0, so its peak is twice that LR. A fresh model's flat-curve guess (confidence 0.05) would
-   *not* be applied: the Trainer would keep ``learning_rate``, with a warning;
+   pretrained model is swept again, 3x longer, and that sweep is read like any sweep (here it shows a clear
+   descent: 1.2e-3, confidence 0.45); HF's linear schedule decays to 0, so its peak is twice that LR (2.4e-3). A
+   fresh model's flat-curve guess (confidence 0.05) would *not* be applied: the Trainer would keep
+   ``learning_rate``, with a warning;
 3. ``AutoLRCallback(min_confidence=0)``: whatever was suggested is applied, guesses included;
 4. ``AutoLRCallback(schedule="auto", min_confidence=0)``: the plan's schedule (warmup + cosine) takes over too.
 

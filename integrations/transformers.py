@@ -19,12 +19,12 @@ What the training then uses:
   ``LambdaLR``; ``lr_scheduler_type`` and ``warmup_*`` are then not used, and the log says so.
 
 Fine-tuning is the common case here: the range test reads off the weights that the model starts trained
-(:mod:`autolr.pretrained`); the flat curve usual on a trained model is swept again, 3x longer, and read at its
-stability edge (confidence 0.3), and under a schedule that warms up and decays to 0 (``lr_scheduler_type`` linear,
-cosine, ...) the peak is twice that LR. ``min_confidence`` defaults to ``0.1``: a suggestion under it (a fresh
-model's flat-curve guess, confidence 0.05) is not applied, the Trainer keeps ``learning_rate``, and an
-:class:`~autolr.AutoLRWarning` says why. Weight decay is never changed: it is ``TrainingArguments.weight_decay``
-on Hugging Face's own groups.
+(:mod:`autolr.pretrained`); the flat curve usual on a trained model is swept again, 3x longer, and read like any
+sweep (its descent if it shows one, else its stability edge, confidence 0.3), and under a schedule that warms up
+and decays to 0 (``lr_scheduler_type`` linear, cosine, ...) the peak is twice that LR. ``min_confidence`` defaults
+to ``0.1``: a suggestion under it (a fresh model's flat-curve guess, confidence 0.05) is not applied, the Trainer
+keeps ``learning_rate``, and an :class:`~autolr.AutoLRWarning` says why. Weight decay is never changed: it is
+``TrainingArguments.weight_decay`` on Hugging Face's own groups.
 
 The found LR and the decisions are saved with every checkpoint (``trainer_state.json``, through
 ``ExportableState``); ``train(resume_from_checkpoint=...)`` runs no new range test, and the LR trajectory goes on

@@ -1,6 +1,6 @@
-"""A fine-tune whose sweep shows no clear descent is swept again, 3x longer, and read at its stability edge; under
-a warmup + decay schedule a fine-tune's peak is twice the suggestion. Real training steps on a really trained
-model; the curve readers on synthetic curves."""
+"""A fine-tune whose sweep shows no clear descent is swept again, 3x longer, and read like any sweep (its descent if
+it shows one, else its stability edge); under a warmup + decay schedule a fine-tune's peak is twice the suggestion.
+Real training steps on a really trained model; the curve readers on synthetic curves."""
 
 from __future__ import annotations
 
