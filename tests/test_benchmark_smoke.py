@@ -188,3 +188,14 @@ def test_finetune_benchmark_one_task_end_to_end(tmp_path: Path, capsys: pytest.C
     assert finetune.interp_regret(task, "constant", best, bench=bench) == 0.0
     assert finetune.score_lr(task, "constant", best, bench=bench) == 0.0  # the oracle's own (cached) run
     assert finetune.interp_regret(task, "constant", 1e-9, bench=bench) > 0.5  # far below the grid: no progress
+    assert result["seed_swap_regret"] == {"constant": None, "warmup_linear": None}  # one seed: no resolution
+
+
+def test_seed_swap_regret_scores_each_seeds_own_best_lr_on_the_other_seed() -> None:
+    """The benchmark's resolution: rows are grid LRs, columns seeds; a NaN run or one worse than L0 counts as L0."""
+    finetune = pytest.importorskip("benchmarks.finetune")
+    oracle = {"untrained_loss": 1.0, "losses_per_seed": [[0.9, 0.9], [0.2, 0.6], [0.5, 0.4], [None, 2.0]]}
+    # seed 0's best (row 1) on seed 1: (0.6 - 0.4) / (1 - 0.4); seed 1's best (row 2) on seed 0: (0.5 - 0.2) / (1 - 0.2)
+    assert finetune.seed_swap_regret(oracle) == pytest.approx((0.2 / 0.6 + 0.3 / 0.8) / 2)
+    assert finetune.seed_swap_regret({"untrained_loss": 1.0, "losses_per_seed": [[0.9, 0.8], [0.2, 0.3]]}) == 0.0
+    assert finetune.seed_swap_regret({"untrained_loss": 1.0, "losses_per_seed": [[0.5], [0.2]]}) is None
