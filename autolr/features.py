@@ -4,7 +4,10 @@ Savitzky-Golay filters are bitwise ports of scipy's); never imports torch. The x
 :func:`analyse` works in five steps:
 
 1. Keep the finite points and resample them on a uniform log10-LR grid (NaN gaps are interpolated).
-2. Noise ``sigma``: robust spread of second differences (``1.4826 * MAD / sqrt(6)``), blind to smooth trends.
+2. Noise ``sigma``: robust spread of second differences (``1.4826 * MAD / sqrt(6)``), blind to smooth trends, over
+   the points before the loss comes back above its start (at least ``MIN_POINTS``; a rise from the start is only
+   reported once confirmed with the noise of two smoothing windows, so a calm first stretch cannot make a flat
+   curve's first noise bump read as a blow-up).
 3. Clip outliers to a 5-point running median ``+- 3 sigma`` (Hampel filter). Points after the minimum where
    that median exceeds ``min + 2 * max(drop, 3 sigma)`` have blown up: they are left out, like NaN, so the
    divergence tail cannot drag the smoothed minimum.
@@ -213,6 +216,22 @@ def analyse(lrs: ArrayLike, losses: ArrayLike) -> Features:
     Raises:
         ValueError: when the lengths differ or the learning rates are not increasing.
     """
+    f = _analyse(lrs, losses, wide_noise=False)
+    if f.problem is not None and f.problem.startswith(_RISES):
+        # confirm a rise from the start against the noise of two smoothing windows: when the minimum sits at the
+        # start, the noise is otherwise read off its first MIN_POINTS points, and a calm stretch there turns a flat
+        # curve's first noise bump into a "blow-up" (a trained model's sweep, seen on the fine-tuning benchmark)
+        wide = _analyse(lrs, losses, wide_noise=True)
+        if wide.problem is None or not wide.problem.startswith(_RISES):
+            return wide
+    return f
+
+
+_RISES = "the loss rises from the first points"
+
+
+def _analyse(lrs: ArrayLike, losses: ArrayLike, *, wide_noise: bool) -> Features:
+    """:func:`analyse`; ``wide_noise`` reads the noise off at least two smoothing windows instead of MIN_POINTS."""
     lr, loss = np.asarray(lrs, dtype=float).ravel(), np.asarray(losses, dtype=float).ravel()
     if lr.shape != loss.shape:
         raise ValueError(f"lrs and losses must have the same length, got {lr.size} and {loss.size}")
@@ -235,7 +254,7 @@ def analyse(lrs: ArrayLike, losses: ArrayLike) -> Features:
     i_p = int(np.argmin(p))
     d0 = start - float(p[i_p])
     gone = np.flatnonzero(p[i_p:] > start + d0)  # the loss came back above start + drop: blow-up, not noise
-    stop = max(i_p + int(gone[0]) if gone.size else m, min(m, MIN_POINTS))
+    stop = max(i_p + int(gone[0]) if gone.size else m, min(m, max(MIN_POINTS, 2 * w) if wide_noise else MIN_POINTS))
     sigma = 1.4826 * _median(np.abs(np.diff(y[:stop], 2))) / math.sqrt(6.0)
     sigma = max(sigma, 1e-9 * _percentile_range(y[:stop], 5, 95))  # >= 90% equal values: flat
     cap = float(p[i_p]) + 2.0 * max(d0, 3.0 * sigma)
@@ -278,8 +297,7 @@ def analyse(lrs: ArrayLike, losses: ArrayLike) -> Features:
     flat = edge and (snr < WEAK_SNR or i_min <= half or (snr < MIN_SNR and far))
     if divergence is not None and i_min <= half and sigma_s > 0 and not flat:
         problem = (
-            f"the loss rises from the first points (diverged at {10**divergence:.1e}): start_lr too high: "
-            "lower start_lr (e.g. 100x lower)"
+            f"{_RISES} (diverged at {10**divergence:.1e}): start_lr too high: lower start_lr (e.g. 100x lower)"
         )
     elif flat:
         pass  # the flat tier: see _default_choice

@@ -14,7 +14,15 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from autolr.features import MIN_SNR, WEAK_SNR, analyse, smooth_log
-from autolr.suggest import FLAT_CONFIDENCE, FLAT_DIVERGENCE_FACTOR, STRATEGIES, WEAK_CONFIDENCE, Suggestion, suggest
+from autolr.suggest import (
+    FLAT_CONFIDENCE,
+    FLAT_DIVERGENCE_FACTOR,
+    STRATEGIES,
+    WEAK_CONFIDENCE,
+    Suggestion,
+    needs_resweep,
+    suggest,
+)
 
 EVIDENCE_KEYS = {"min_loss_lr", "steepest_lr", "valley_lr", "descent_low_lr", "descent_high_lr", "divergence_lr"}
 EVIDENCE_KEYS |= {"loss_drop", "noise"}
@@ -288,6 +296,33 @@ def test_flat_curve_suggestion_gives_a_one_cycle_peak_below_the_edge() -> None:
     divergence = s.evidence["divergence_lr"]
     assert plan.peak_lr == pytest.approx(math.sqrt(s.lr * divergence / 4))  # about divergence / 9
     assert s.lr < plan.peak_lr < divergence / 4
+
+
+#: A real sweep (losses to 2 decimals): a pretrained char transformer fine-tuned on prose, AdamW, batch 16, seed 3 of
+#: ``prose_transformer_adamw_b16`` (benchmarks/finetune.py). Flat near 2.35 until about 1e-2, then it blows up; its
+#: first 15 points happen to be calm (noise 0.04 against 0.13-0.16 over any longer stretch).
+CALM_START_SWEEP = [
+    2.21, 2.36, 2.3, 2.31, 2.33, 2.41, 2.46, 2.33, 2.37, 2.35, 2.28, 2.21, 2.34, 2.63, 1.9, 2.58, 2.46, 2.63, 2.24,
+    2.47, 2.13, 2.4, 2.38, 2.49, 2.68, 2.19, 2.65, 2.44, 2.48, 2.24, 2.5, 2.37, 2.51, 2.05, 2.38, 2.34, 2.29, 2.21,
+    2.02, 2.75, 2.48, 2.33, 2.25, 2.17, 2.36, 2.29, 2.38, 2.4, 2.22, 2.13, 2.28, 2.64, 2.29, 2.61, 2.19, 2.41, 2.31,
+    2.27, 2.26, 2.47, 2.43, 2.38, 2.18, 2.29, 2.42, 2.53, 2.46, 2.6, 2.73, 2.93, 2.6, 2.67, 2.88, 2.96, 3.08, 2.71,
+    3.39, 3.68, 3.56, 3.74, 3.62, 3.28, 3.6, 5.53, 18.2, 14.74, 15.25, 38.71,
+]
+
+
+def test_a_calm_start_is_not_taken_for_the_noise_level() -> None:
+    """Read off its first 15 points only, the noise is so low that the first later bump reads as a blow-up at 2e-7
+    ("start_lr too high", no LR). A rise from the start is confirmed against the noise of two smoothing windows first:
+    this curve is flat, with its edge near 2e-2, and a fine-tune gets an LR (and a second sweep)."""
+    from autolr.features import _analyse
+
+    lrs = np.geomspace(1e-7, 10, 100)[: len(CALM_START_SWEEP)]
+    narrow = _analyse(lrs, CALM_START_SWEEP, wide_noise=False)
+    assert narrow.problem is not None and "rises from the first points" in narrow.problem
+    f = analyse(lrs, CALM_START_SWEEP)
+    assert f.problem is None and f.flat and 1e-2 < 10**f.divergence < 5e-2
+    s = suggest(lrs, CALM_START_SWEEP, finetune=True)
+    assert s.lr == pytest.approx(10**f.divergence / FLAT_DIVERGENCE_FACTOR) and needs_resweep(lrs, CALM_START_SWEEP)
 
 
 @pytest.mark.parametrize("points", [100, 30])
