@@ -15,8 +15,8 @@ the same data and budget, at its own oracle LR (a coarser grid), must end at lea
 Methods read one ``autolr.lr_find`` curve (defaults: 1e-7 -> 10 over 100 steps) per task and seed, on the
 pretrained model and the fine-tuning batch stream (see :func:`benchmarks.suggestion_quality._curve_rules`):
 ``autolr:default`` (``result.suggestion.lr``; under ``warmup_linear`` the peak of
-``autolr.plan.make_plan(..., schedule="linear")``: twice a fine-tune's edge reading, capped, else the suggestion;
-for a flat fine-tune autolr reads its own second, 3x longer sweep), the other
+``autolr.plan.make_plan(..., schedule="linear")``: twice a fine-tune's suggestion, capped at a quarter of the
+divergence LR; for a flat fine-tune autolr reads its own second, 3x longer sweep), the other
 ``autolr.suggest.STRATEGIES``, the anchors' rules of :mod:`benchmarks.rules` that are installed,
 ``textbook-finetune`` (5e-5 AdamW, 1e-4 Adam, 1e-3 SGD) and ``prodigy`` (``Prodigy(lr=1)``). A method that
 returns None is scored as ``textbook-finetune`` and counted. The suggestion from seed ``s``'s range test is
@@ -209,8 +209,8 @@ class _Wants:
 
 
 def warmup_linear_peak(task: ft.FineTuneTask, suggestion: dict[str, Any]) -> float:
-    """The peak LR ``AutoLR(schedule="linear")`` trains with: the plan's ``peak_lr`` (for a fine-tune's edge reading,
-    twice the suggestion, capped at a quarter of the divergence LR; else the suggestion; see :mod:`autolr.plan`)."""
+    """The peak LR ``AutoLR(schedule="linear")`` trains with: the plan's ``peak_lr`` (for a fine-tune, twice the
+    suggestion, capped at a quarter of the divergence LR; see :mod:`autolr.plan`)."""
     return one_cycle_peak(task, suggestion["lr"], dict(suggestion.get("evidence", {})), "linear",  # type: ignore[arg-type]
                           finetune=bool(suggestion.get("finetune", False)))
 
