@@ -206,6 +206,10 @@ def _savgol_filter(y: np.ndarray, w: int, deriv: int = 0, delta: float = 1.0) ->
     return out
 
 
+#: How a rise from the start is reported (``Features.problem``); :func:`analyse` confirms it before it does.
+_RISES = "the loss rises from the first points"
+
+
 def analyse(lrs: ArrayLike, losses: ArrayLike) -> Features:
     """Read the features every strategy uses off a range-test curve (see the module docstring for the steps).
 
@@ -225,9 +229,6 @@ def analyse(lrs: ArrayLike, losses: ArrayLike) -> Features:
         if wide.problem is None or not wide.problem.startswith(_RISES):
             return wide
     return f
-
-
-_RISES = "the loss rises from the first points"
 
 
 def _analyse(lrs: ArrayLike, losses: ArrayLike, *, wide_noise: bool) -> Features:
