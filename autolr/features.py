@@ -102,6 +102,9 @@ class Features:
             it: ``snr < WEAK_SNR``, a minimum in the first half-window, or a weak dip (``snr < MIN_SNR``) more
             than ``FLAT_MIN_DECADES`` below the divergence. The curve's only information is the stability edge
             (see :func:`autolr.suggest.default`).
+        start_too_high: the loss rises from the first points (``problem`` says so): the minimum sits in the first
+            half-window and a blow-up follows, on a curve that is not flat. A longer sweep would not help; a lower
+            ``start_lr`` would.
     """
 
     problem: str | None
@@ -120,6 +123,7 @@ class Features:
     descent: tuple[float, float] | None = None
     at_end: bool = False
     flat: bool = False
+    start_too_high: bool = False
 
 
 def _crossing(x: np.ndarray, s: np.ndarray, j: int, level: float) -> float:
@@ -206,10 +210,6 @@ def _savgol_filter(y: np.ndarray, w: int, deriv: int = 0, delta: float = 1.0) ->
     return out
 
 
-#: How a rise from the start is reported (``Features.problem``); :func:`analyse` confirms it before it does.
-_RISES = "the loss rises from the first points"
-
-
 def analyse(lrs: ArrayLike, losses: ArrayLike) -> Features:
     """Read the features every strategy uses off a range-test curve (see the module docstring for the steps).
 
@@ -221,12 +221,12 @@ def analyse(lrs: ArrayLike, losses: ArrayLike) -> Features:
         ValueError: when the lengths differ or the learning rates are not increasing.
     """
     f = _analyse(lrs, losses, wide_noise=False)
-    if f.problem is not None and f.problem.startswith(_RISES):
+    if f.start_too_high:
         # confirm a rise from the start against the noise of two smoothing windows: when the minimum sits at the
         # start, the noise is otherwise read off its first MIN_POINTS points, and a calm stretch there turns a flat
         # curve's first noise bump into a "blow-up" (a trained model's sweep, seen on the fine-tuning benchmark)
         wide = _analyse(lrs, losses, wide_noise=True)
-        if wide.problem is None or not wide.problem.startswith(_RISES):
+        if not wide.start_too_high:
             return wide
     return f
 
@@ -296,9 +296,11 @@ def _analyse(lrs: ArrayLike, losses: ArrayLike, *, wide_noise: bool) -> Features
     # no descent either: a minimum in the first half-window, or a weak one far below the blow-up (a noise dip)
     far = divergence is not None and divergence - x_min > FLAT_MIN_DECADES
     flat = edge and (snr < WEAK_SNR or i_min <= half or (snr < MIN_SNR and far))
-    if divergence is not None and i_min <= half and sigma_s > 0 and not flat:
+    start_too_high = divergence is not None and i_min <= half and sigma_s > 0 and not flat
+    if start_too_high:
         problem = (
-            f"{_RISES} (diverged at {10**divergence:.1e}): start_lr too high: lower start_lr (e.g. 100x lower)"
+            f"the loss rises from the first points (diverged at {10**divergence:.1e}): start_lr too high: "
+            "lower start_lr (e.g. 100x lower)"
         )
     elif flat:
         pass  # the flat tier: see _default_choice
@@ -322,7 +324,8 @@ def _analyse(lrs: ArrayLike, losses: ArrayLike, *, wide_noise: bool) -> Features
         high = _crossing(x, s, j_hi, float(s[i_min]) + margin) if j_hi > j_lo else float(x[j_hi])
         descent, at_end = (low, high), divergence is None and i_min >= end - 1 - half
     return Features(
-        problem, n, x, s, g, half, i_min, x_min, start, drop, sigma, snr, divergence, descent, at_end, flat
+        problem, n, x, s, g, half, i_min, x_min, start, drop, sigma, snr, divergence, descent, at_end, flat,
+        start_too_high,
     )
 
 

@@ -410,8 +410,7 @@ def needs_resweep(lrs: ArrayLike, losses: ArrayLike) -> bool:
         True
     """
     f = analyse(lrs, losses)
-    start_too_high = f.problem is not None and f.divergence is not None and f.i_min <= f.half and not f.flat
-    return f.n_finite >= MIN_POINTS and f.descent is None and not start_too_high
+    return f.n_finite >= MIN_POINTS and f.descent is None and not f.start_too_high
 
 
 def reread_edge(

@@ -318,9 +318,9 @@ def test_a_calm_start_is_not_taken_for_the_noise_level() -> None:
 
     lrs = np.geomspace(1e-7, 10, 100)[: len(CALM_START_SWEEP)]
     narrow = _analyse(lrs, CALM_START_SWEEP, wide_noise=False)
-    assert narrow.problem is not None and "rises from the first points" in narrow.problem
+    assert narrow.start_too_high and narrow.problem is not None and "rises from the first points" in narrow.problem
     f = analyse(lrs, CALM_START_SWEEP)
-    assert f.problem is None and f.flat and 1e-2 < 10**f.divergence < 5e-2
+    assert f.problem is None and f.flat and not f.start_too_high and 1e-2 < 10**f.divergence < 5e-2
     s = suggest(lrs, CALM_START_SWEEP, finetune=True)
     assert s.lr == pytest.approx(10**f.divergence / FLAT_DIVERGENCE_FACTOR) and needs_resweep(lrs, CALM_START_SWEEP)
 
@@ -331,6 +331,7 @@ def test_curve_rising_from_the_start_asks_for_a_lower_start_lr(points: int) -> N
     losses = 2.0 * np.exp(np.log10(lrs) + 3) + 0.05 * np.random.default_rng(1).standard_normal(100)
     s = suggest(lrs[:points], losses[:points])
     assert s.lr is None and "start_lr too high" in s.reason and "lower start_lr" in s.reason
+    assert analyse(lrs[:points], losses[:points]).start_too_high and not needs_resweep(lrs[:points], losses[:points])
     assert "divergence_lr" in s.evidence
 
 
