@@ -7,7 +7,7 @@ Savitzky-Golay filters are bitwise ports of scipy's); never imports torch. The x
 2. Noise ``sigma``: robust spread of second differences (``1.4826 * MAD / sqrt(6)``), blind to smooth trends, over
    the points before the loss comes back above its start (at least ``MIN_POINTS``; a rise from the start is only
    reported once confirmed with the noise of two smoothing windows, so a calm first stretch cannot make a flat
-   curve's first noise bump read as a blow-up).
+   curve's first noise bump read as a blow-up; and only when the rise is sustained, see step 5).
 3. Clip outliers to a 5-point running median ``+- 3 sigma`` (Hampel filter). Points after the minimum where
    that median exceeds ``min + 2 * max(drop, 3 sigma)`` have blown up: they are left out, like NaN, so the
    divergence tail cannot drag the smoothed minimum.
@@ -103,7 +103,8 @@ class Features:
             than ``FLAT_MIN_DECADES`` below the divergence. The curve's only information is the stability edge
             (see :func:`autolr.suggest.default`).
         start_too_high: the loss rises from the first points (``problem`` says so): the minimum sits in the first
-            half-window and a blow-up follows, on a curve that is not flat. A longer sweep would not help; a lower
+            half-window and a sustained blow-up follows (not a bump the loss falls back from), on a curve that is
+            not flat. A longer sweep would not help; a lower
             ``start_lr`` would.
     """
 
@@ -296,7 +297,9 @@ def _analyse(lrs: ArrayLike, losses: ArrayLike, *, wide_noise: bool) -> Features
     # no descent either: a minimum in the first half-window, or a weak one far below the blow-up (a noise dip)
     far = divergence is not None and divergence - x_min > FLAT_MIN_DECADES
     flat = edge and (snr < WEAK_SNR or i_min <= half or (snr < MIN_SNR and far))
-    start_too_high = divergence is not None and i_min <= half and sigma_s > 0 and not flat
+    # a rise from the start is a blow-up only when it is sustained: a bump the loss falls back from is noise (a new
+    # head's binary loss at batch 8 read as "diverged at 3.5e-05" on the fine-tuning benchmark)
+    start_too_high = divergence is not None and sustained and i_min <= half and sigma_s > 0 and not flat
     if start_too_high:
         problem = (
             f"the loss rises from the first points (diverged at {10**divergence:.1e}): start_lr too high: "
