@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FLAT_MIN_DECADES",
+    "LONG_SWEEP_POINTS",
     "MIN_POINTS",
     "MIN_SNR",
     "WEAK_SNR",
@@ -68,6 +69,9 @@ MIN_SNR = 6.0
 #: noise curves of 100 points (Gaussian or Student-t, 3 dof) exceed it about 10% of the time, ``MIN_SNR``
 #: about 1%; a weak answer also needs the divergence, which pure noise does not show.
 WEAK_SNR = 4.0
+#: From this many finite points on, "not learning" advises a larger batch rather than more steps: a fine-tune's
+#: second sweep (3 x 100 steps) that stops at its blow-up has about 250.
+LONG_SWEEP_POINTS = 200
 #: A flat curve must run this many decades (from the first LR) before its sustained divergence to count as
 #: ``flat`` (shorter: the loss rises from the start, ``start_lr`` too high).
 FLAT_MIN_DECADES = 2.0
@@ -312,12 +316,17 @@ def _analyse(lrs: ArrayLike, losses: ArrayLike, *, wide_noise: bool) -> Features
             f"model not learning in this range: the loss drop is {max(snr, 0):.1f}x its noise (need {MIN_SNR:g}x, "
             f"or {WEAK_SNR:g}x followed by divergence)"
         )
+        if divergence is not None and sustained:
+            problem += f", then it diverged at {10**divergence:.1e}: check the loss/labels and the model"
+        elif divergence is not None:  # the rise fell back: noise, not a blow-up to read an edge from
+            problem += f"; its rise at {10**divergence:.1e} fell back (noise, not a divergence): check the loss/labels"
+        else:
+            problem += ": check the loss/labels, or raise end_lr" + (" / num_steps" if n < LONG_SWEEP_POINTS else "")
         problem += (
-            f", then it diverged at {10**divergence:.1e}: check the loss/labels and the model"
-            if divergence is not None
-            else ": check the loss/labels, or raise end_lr / num_steps"
+            " (a network that learns slowly may need num_steps=300 or more to show a descent)"
+            if n < LONG_SWEEP_POINTS
+            else " (the sweep is long already: a loss this noisy may need a larger batch in the range test)"
         )
-        problem += " (a network that learns slowly may need num_steps=300 or more to show a descent)"
     elif snr >= MIN_SNR:  # descent: 10% and 90% of the drop made (and 2 smoothed noise past either end)
         margin = max(0.1 * drop, 2.0 * sigma_s)
         above = np.flatnonzero(s[: i_min + 1] >= start - margin)

@@ -231,6 +231,19 @@ def test_flat_curve_gives_no_lr(seed: int) -> None:
     assert set(s.alternatives) == set(STRATEGIES) - {"default"} and not any(s.alternatives.values())
 
 
+def test_a_long_flat_sweep_advises_a_larger_batch_not_more_steps() -> None:
+    """A sweep of LONG_SWEEP_POINTS or more already has the steps: its "not learning" reason points at the noise."""
+    from autolr.features import LONG_SWEEP_POINTS
+
+    short, long_ = (
+        suggest(np.geomspace(1e-7, 10, n), 2.0 + 0.05 * np.random.default_rng(0).standard_normal(n))
+        for n in (100, LONG_SWEEP_POINTS)
+    )
+    assert short.lr is None and "num_steps=300" in short.reason and "larger batch" not in short.reason
+    assert long_.lr is None and "not learning" in long_.reason and "larger batch" in long_.reason
+    assert "num_steps" not in long_.reason
+
+
 def test_constant_curve_gives_no_lr() -> None:
     s = suggest(np.geomspace(1e-6, 1, 50), np.full(50, 1.5))
     assert s.lr is None and "not learning" in s.reason
@@ -349,6 +362,8 @@ def test_a_rise_from_the_start_that_falls_back_is_noise_not_a_blow_up() -> None:
     assert not f.start_too_high and f.descent is None
     assert f.problem is not None and "rises from the first points" not in f.problem
     assert needs_resweep(lrs, NOISY_START_SWEEP)
+    # nor is it called a divergence (which reads like a stability edge to stay below)
+    assert "fell back (noise, not a divergence)" in f.problem and "diverged at" not in f.problem
 
 
 @pytest.mark.parametrize("points", [100, 30])
