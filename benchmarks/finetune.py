@@ -67,6 +67,7 @@ from benchmarks.suggestion_quality import (
     one_cycle_peak,
     paired_comparison,
     regret,
+    warn_missing,
     write_json,
 )
 
@@ -562,6 +563,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ppd = args.points_per_decade or (2 if args.quick else POINTS_PER_DECADE)
     bench = Bench(Path(args.cache_dir), seeds=seeds, points_per_decade=ppd, scratch_seeds=seeds[:1])
     names = args.tasks or (list(ft.QUICK_TASKS) if args.quick else None)
+    warn_missing(args.methods or ("torch-lr-finder", "lightning", "prodigy"))  # the optional methods it runs
     out = run_benchmark(select_tasks(args.sets, names), methods=tuple(args.methods) if args.methods else None,
                         bench=bench, scratch=not args.no_scratch)  # fmt: skip
     print(format_report(out, args.show_blind_autolr))

@@ -316,6 +316,26 @@ def available(method: str) -> bool:
     return module is None or importlib.util.find_spec(module) is not None
 
 
+#: How to install each optional method's package. torch-lr-finder goes in without its requirements, which would pull
+#: another torch.
+INSTALL_HINTS = {
+    "torch-lr-finder": "pip install --no-deps torch-lr-finder",
+    "lightning": "pip install lightning",
+    "prodigy": "pip install prodigyopt",
+    "schedulefree": "pip install schedulefree",
+}
+
+
+def warn_missing(methods: Sequence[str] | None) -> list[str]:
+    """Say on stderr which optional methods (of ``methods``; ``None``: all) are left out of the tables because their
+    package is not installed, with the command that installs it; return them."""
+    missing = [m for m in (INSTALL_HINTS if methods is None else methods) if m in INSTALL_HINTS and not available(m)]
+    if missing:
+        hints = "; ".join(f"{m} ({INSTALL_HINTS[m]})" for m in missing)
+        print(f"left out of the tables, package not installed: {hints}", file=sys.stderr)
+    return missing
+
+
 #: Optimizer class name for each benchmark optimizer kind (what ``autolr.plan.make_plan`` reads).
 OPTIMIZER_NAMES = {"sgd": "SGD", "sgdm": "SGD", "adam": "Adam", "adamw": "AdamW"}
 
@@ -862,6 +882,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.grid:
         overrides["grid_range"] = (args.grid[0], args.grid[1])
     config = Config.quick_mode(**overrides) if args.quick else Config.full_mode(**overrides)
+    warn_missing(config.methods)
     out = run_benchmark(config)
     print(format_tables(out))
     print(f"\nwall time {out['wall_time_s']:.0f} s", file=sys.stderr)

@@ -199,3 +199,16 @@ def test_seed_swap_regret_scores_each_seeds_own_best_lr_on_the_other_seed() -> N
     assert finetune.seed_swap_regret(oracle) == pytest.approx((0.2 / 0.6 + 0.3 / 0.8) / 2)
     assert finetune.seed_swap_regret({"untrained_loss": 1.0, "losses_per_seed": [[0.9, 0.8], [0.2, 0.3]]}) == 0.0
     assert finetune.seed_swap_regret({"untrained_loss": 1.0, "losses_per_seed": [[0.5], [0.2]]}) is None
+
+
+def test_a_missing_optional_method_is_named_with_its_install_command(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A method whose package is missing drops out of the tables; the run says so on stderr, with the install line
+    (torch-lr-finder without its requirements, which would pull another torch)."""
+    sq = suggestion_quality
+    monkeypatch.setattr(sq, "available", lambda method: method != "torch-lr-finder")
+    assert sq.warn_missing(["autolr:default", "torch-lr-finder", "prodigy"]) == ["torch-lr-finder"]
+    assert "torch-lr-finder (pip install --no-deps torch-lr-finder)" in capsys.readouterr().err
+    monkeypatch.setattr(sq, "available", lambda method: True)
+    assert sq.warn_missing(None) == [] and capsys.readouterr().err == ""
