@@ -36,8 +36,7 @@ is the answer, not a guess: confidence ``FINETUNE_FLAT_CONFIDENCE`` (0.15, so ``
 One 100-step sweep reads that edge unsteadily (between seeds it moved by up to 0.6 decades on the fine-tuning
 benchmark, ``benchmarks/finetune.py``), so :func:`autolr.lr_find` sweeps such a curve again with ``RESWEEP_FACTOR``
 (3) times the steps (:func:`needs_resweep`), and :func:`reread_edge` reads the longer sweep like any sweep: a clear
-descent (three times the steps average the noise down) by the default rule, with its usual confidence, its
-stability cap taken from the higher of the two sweeps' divergence LRs (a sweep 3x as long blows up earlier); still no
+descent (three times the steps average the noise down) by the default rule, with its usual confidence; still no
 clear descent by ``divergence_lr / FLAT_DIVERGENCE_FACTOR``, with confidence ``FINETUNE_RESWEPT_CONFIDENCE`` (0.3).
 That lands within about 0.15 decades of the best constant LR on most of the benchmark's tasks. Every reason starts
 with ``fine-tune (<why>)``. A fine-tune's suggestion is its best constant LR; :func:`autolr.make_plan` doubles it
@@ -414,34 +413,6 @@ def needs_resweep(lrs: ArrayLike, losses: ArrayLike) -> bool:
     return f.n_finite >= MIN_POINTS and f.descent is None and not f.start_too_high
 
 
-def _cap_of_both_sweeps(f: Features, second: Suggestion, first_divergence: float | None) -> Suggestion:
-    """The default pick on a longer sweep's clear descent (``f``, read as ``second``), with its stability cap taken
-    from the higher of the two sweeps' divergence LRs: ``min(min_loss_lr / MIN_LOSS_FACTOR, max(first, second
-    divergence_lr) / DIVERGENCE_FACTOR)``.
-
-    The cap ``divergence_lr / DIVERGENCE_FACTOR`` was set on sweeps of about 100 steps. A sweep 3x as long holds each
-    LR 3x as long, so it blows up at a lower LR (a quarter decade lower, median, on the fine-tuning benchmark); and
-    the LR a longer sweep survives, a shorter one survives too. So the first sweep's edge is at least the second's,
-    and when the first sweep read a higher one, that is the edge the cap was set for. The pick moves only up, and
-    only when the cap decided it.
-    """
-    if (second.lr is None or first_divergence is None or f.divergence is None or f.at_end
-            or math.log10(first_divergence) <= f.divergence):
-        return second
-    x_min_rule = f.x_min - math.log10(MIN_LOSS_FACTOR)
-    x_cap = math.log10(first_divergence) - math.log10(DIVERGENCE_FACTOR)
-    if min(x_min_rule, x_cap) <= math.log10(second.lr) + 1e-12:
-        return second
-    lr = float(10 ** min(x_min_rule, x_cap))
-    why = "a sweep 3x as long blows up earlier, so the stability cap takes the first sweep's edge"
-    how = (f"min_loss_lr / {MIN_LOSS_FACTOR:g}; the cap, the first sweep's divergence_lr {first_divergence:.1e} / "
-           f"{DIVERGENCE_FACTOR:g}, is higher: {why}" if x_min_rule <= x_cap else
-           f"the first sweep's divergence_lr {first_divergence:.1e} / {DIVERGENCE_FACTOR:g}: {why}")
-    head, _, _ = second.reason.rpartition("; chose ")
-    reason = f"{head}; chose {lr:.1e} ({how})"
-    return replace(second, lr=lr, reason=reason)
-
-
 def reread_edge(
     lrs: ArrayLike, losses: ArrayLike, first: Suggestion, *, first_steps: int, steps: int,
     method: str = "default", finetune_reason: str | None = None,
@@ -451,9 +422,7 @@ def reread_edge(
 
     The longer sweep is read like any sweep. When it shows a clear descent (its drop is at least ``MIN_SNR`` times
     its noise: three times the steps average the noise down), the default rule reads that descent, with its usual
-    confidence, and with one fact from the first sweep (:func:`_cap_of_both_sweeps`): its stability cap
-    ``divergence_lr / DIVERGENCE_FACTOR`` takes the higher of the two sweeps' divergence LRs. When it still shows
-    none, the default rule reads the stability edge alone:
+    confidence. When it still shows none, the default rule reads the stability edge alone:
     ``divergence_lr / FLAT_DIVERGENCE_FACTOR``, with confidence ``FINETUNE_RESWEPT_CONFIDENCE`` (with three times
     the steps the edge reading is about three times steadier between seeds on the fine-tuning benchmark). When the
     longer sweep shows neither, ``first`` is kept (or, if it had no LR, whatever the longer curve gives). Another
@@ -481,7 +450,7 @@ def reread_edge(
         extra["first_divergence_lr"] = float(was)
     f = analyse(lrs, losses)
     if method == "default" and f.problem is None and f.descent is not None:
-        second = _cap_of_both_sweeps(f, suggest(lrs, losses, finetune=True, finetune_reason=finetune_reason), was)
+        second = suggest(lrs, losses, finetune=True, finetune_reason=finetune_reason)
         return replace(second, reason=f"{head} and shows a clear descent, read as any sweep: "
                                       f"{second.reason.removeprefix(ft)}", evidence={**second.evidence, **extra})
     if method == "default" and f.problem is None and f.divergence is not None:

@@ -195,38 +195,6 @@ def test_reread_edge_reads_the_longer_curve_and_falls_back_honestly() -> None:
     assert steep.lr == suggest(*clear, method="steepest").lr and steep.method == "steepest"
 
 
-def test_a_clear_longer_sweep_caps_at_the_higher_of_the_two_edges() -> None:
-    """A sweep 3x as long blows up at a lower LR. When its descent is clear and its own edge decides the pick
-    (divergence_lr / 10), the cap takes the first sweep's edge if that is higher: min(min_loss_lr / 2, max(both
-    divergence LRs) / 10). A lower first edge, or a pick the minimum decides, changes nothing."""
-
-    def first(divergence_lr: float) -> Suggestion:  # a flat first sweep's reading, with its edge
-        return Suggestion(divergence_lr / 20, "default", FINETUNE_FLAT_CONFIDENCE, "fine-tune (given): flat",
-                          evidence={"divergence_lr": divergence_lr}, finetune=True)
-
-    clear = _curve(300, dip=0.5, noise=0.02, edge=-2.5, seed=4)
-    f = analyse(*clear)
-    div2, half_min = 10**f.divergence, 10**f.x_min / 2
-    plain = suggest(*clear, finetune=True, finetune_reason="given")
-    assert plain.lr == pytest.approx(div2 / 10) and plain.lr < half_min
-    assert plain.reason.endswith("(divergence_lr / 10)")
-
-    def read(div1: float, curve: tuple[np.ndarray, np.ndarray] = clear) -> Suggestion:
-        return reread_edge(*curve, first(div1), first_steps=100, steps=300, finetune_reason="given")
-
-    capped = read(1.3 * div2)  # the first sweep's cap decides
-    assert capped.lr == pytest.approx(1.3 * div2 / 10) and capped.lr > plain.lr
-    assert f"chose {capped.lr:.1e} (the first sweep's divergence_lr {1.3 * div2:.1e} / 10: a sweep 3x" in capped.reason
-    assert capped.confidence == plain.confidence and capped.evidence["first_divergence_lr"] == 1.3 * div2
-    assert capped.evidence["divergence_lr"] == plain.evidence["divergence_lr"]  # the plan's caps keep the second's
-    higher = read(100 * div2)  # the minimum rule decides once the cap is lifted
-    assert higher.lr == pytest.approx(half_min) and "(min_loss_lr / 2; the cap, the first sweep's" in higher.reason
-    assert read(0.5 * div2).lr == plain.lr  # the first sweep blew up earlier: the second's edge stands
-    by_minimum = _curve(300, dip=1.0, noise=0.02, edge=-2.0, seed=4)
-    assert suggest(*by_minimum).reason.endswith("(min_loss_lr / 2)")
-    assert read(100 * 10 ** analyse(*by_minimum).divergence, by_minimum).lr == suggest(*by_minimum).lr
-
-
 # --- the plan: a fine-tune's peak under warmup + decay ----------------------------------------------------
 def _plan(s: Suggestion, schedule: str, **kw: object) -> float:
     return make_plan(s, param_group_lrs=[1e-4, 1e-5], optimizer_name="AdamW", total_steps=100, schedule=schedule,
