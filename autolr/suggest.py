@@ -36,7 +36,8 @@ is the answer, not a guess: confidence ``FINETUNE_FLAT_CONFIDENCE`` (0.15, so ``
 One 100-step sweep reads that edge unsteadily (between seeds it moved by up to 0.6 decades on the fine-tuning
 benchmark, ``benchmarks/finetune.py``), so :func:`autolr.lr_find` sweeps such a curve again with ``RESWEEP_FACTOR``
 (3) times the steps (:func:`needs_resweep`), and :func:`reread_edge` reads the longer sweep like any sweep: a clear
-descent (three times the steps average the noise down) by the default rule, with its usual confidence; still no
+descent (three times the steps average the noise down) by the default rule, with its usual confidence (at least
+``FINETUNE_RESWEPT_CONFIDENCE``, what the same sweep gets without a descent); still no
 clear descent by ``divergence_lr / FLAT_DIVERGENCE_FACTOR``, with confidence ``FINETUNE_RESWEPT_CONFIDENCE`` (0.3).
 That lands within about 0.15 decades of the best constant LR on most of the benchmark's tasks. Every reason starts
 with ``fine-tune (<why>)``. A fine-tune's suggestion is its best constant LR; :func:`autolr.make_plan` doubles it
@@ -112,9 +113,10 @@ FINETUNE_FLAT_CONFIDENCE = 0.15
 #: (:func:`autolr.lr_find`'s ``resweep_steps``) and read by :func:`reread_edge`.
 RESWEEP_FACTOR = 3
 #: Confidence of the edge read off that longer sweep when it still shows no clear descent (:func:`reread_edge`; a
-#: clear descent there gets the usual confidence of its reading): steadier than one 100-step sweep's
-#: (between seeds, within about 0.15 decades on most of the fine-tuning benchmark's tasks). Above 0.2, so
-#: ``min_confidence=0.2`` (which skips weak and flat single-sweep readings) keeps it.
+#: clear descent there gets the usual confidence of its reading, and at least this much: it is no less evidence than
+#: none): steadier than one 100-step sweep's (between seeds, within about 0.15 decades on most of the fine-tuning
+#: benchmark's tasks). Above 0.2, so ``min_confidence=0.2`` (which skips weak and flat single-sweep readings) keeps
+#: it.
 FINETUNE_RESWEPT_CONFIDENCE = 0.3
 
 
@@ -422,7 +424,8 @@ def reread_edge(
 
     The longer sweep is read like any sweep. When it shows a clear descent (its drop is at least ``MIN_SNR`` times
     its noise: three times the steps average the noise down), the default rule reads that descent, with its usual
-    confidence. When it still shows none, the default rule reads the stability edge alone:
+    confidence, but never less than ``FINETUNE_RESWEPT_CONFIDENCE``, which the same sweep would get with no descent.
+    When it still shows none, the default rule reads the stability edge alone:
     ``divergence_lr / FLAT_DIVERGENCE_FACTOR``, with confidence ``FINETUNE_RESWEPT_CONFIDENCE`` (with three times
     the steps the edge reading is about three times steadier between seeds on the fine-tuning benchmark). When the
     longer sweep shows neither, ``first`` is kept (or, if it had no LR, whatever the longer curve gives). Another
@@ -451,8 +454,11 @@ def reread_edge(
     f = analyse(lrs, losses)
     if method == "default" and f.problem is None and f.descent is not None:
         second = suggest(lrs, losses, finetune=True, finetune_reason=finetune_reason)
-        return replace(second, reason=f"{head} and shows a clear descent, read as any sweep: "
-                                      f"{second.reason.removeprefix(ft)}", evidence={**second.evidence, **extra})
+        # a short, just-clear descent can score under the edge reading's confidence; it is no less evidence than no
+        # descent on the same sweep (a 0.2-decade descent at 6x noise scored 0.05, and min_confidence=0.1 dropped it)
+        return replace(second, confidence=max(second.confidence, FINETUNE_RESWEPT_CONFIDENCE),
+                       reason=f"{head} and shows a clear descent, read as any sweep: {second.reason.removeprefix(ft)}",
+                       evidence={**second.evidence, **extra})
     if method == "default" and f.problem is None and f.divergence is not None:
         picks = {name: rule(f) for name, rule in STRATEGIES.items() if name != "default"}
         lr = float(10 ** (f.divergence - math.log10(FLAT_DIVERGENCE_FACTOR)))

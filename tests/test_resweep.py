@@ -195,6 +195,45 @@ def test_reread_edge_reads_the_longer_curve_and_falls_back_honestly() -> None:
     assert steep.lr == suggest(*clear, method="steepest").lr and steep.method == "steepest"
 
 
+#: A real 300-step second sweep (losses to 3 decimals): the LSTM body of a pretrained char LM with a new head telling
+#: intact from corrupted prose windows, SGD+momentum, batch 16, seed 1 of ``corrupt_cls_lstm_sgdm_b16``
+#: (benchmarks/finetune.py). A clear but short descent (0.2 decades at 6x its noise) just before 0.2, then it blows up.
+SHORT_DESCENT_SWEEP = [
+    0.745, 0.702, 1.002, 0.755, 0.813, 0.858, 0.763, 0.834, 0.823, 0.653, 0.807, 0.758, 0.568, 0.697, 0.717, 0.724,
+    0.773, 0.857, 0.811, 0.771, 0.607, 0.738, 0.611, 0.996, 0.973, 0.824, 0.87, 0.714, 0.931, 0.828, 0.777, 0.686,
+    0.765, 0.837, 0.612, 0.654, 0.862, 0.863, 0.764, 0.679, 0.854, 0.671, 0.831, 0.675, 0.675, 0.623, 0.852, 0.631,
+    1.012, 0.726, 0.804, 0.672, 0.736, 0.726, 0.801, 0.857, 0.771, 0.777, 0.743, 0.662, 0.758, 0.755, 0.703, 0.629,
+    0.669, 0.656, 0.625, 0.9, 0.82, 0.479, 0.86, 0.812, 0.671, 0.715, 0.729, 0.865, 0.618, 0.758, 0.615, 0.793,
+    0.684, 0.679, 0.814, 0.667, 0.902, 0.756, 0.757, 0.725, 0.793, 0.747, 0.709, 0.801, 0.675, 0.59, 0.734, 0.672,
+    0.725, 0.653, 0.664, 0.743, 0.67, 0.853, 0.702, 0.625, 0.699, 0.898, 0.583, 0.67, 0.76, 0.712, 0.81, 0.619,
+    0.794, 0.645, 0.774, 0.8, 0.663, 0.632, 0.797, 0.9, 0.863, 0.829, 0.807, 0.787, 0.643, 0.68, 0.804, 0.62, 0.694,
+    0.765, 0.717, 0.785, 0.745, 0.753, 0.664, 0.626, 0.698, 0.674, 0.72, 0.577, 0.813, 0.75, 0.664, 0.672, 0.695,
+    0.671, 0.672, 0.677, 0.765, 0.666, 0.748, 0.733, 0.661, 0.712, 0.702, 0.702, 0.674, 0.658, 0.676, 0.686, 0.694,
+    0.708, 0.682, 0.693, 0.713, 0.705, 0.673, 0.688, 0.691, 0.695, 0.685, 0.685, 0.689, 0.684, 0.69, 0.696, 0.695,
+    0.693, 0.682, 0.68, 0.676, 0.678, 0.66, 0.681, 0.629, 0.705, 0.75, 0.782, 0.667, 0.714, 0.732, 0.663, 0.686,
+    0.69, 0.689, 0.702, 0.702, 0.688, 0.68, 0.709, 0.708, 0.672, 0.707, 0.656, 0.642, 0.613, 0.96, 0.678, 0.676,
+    0.674, 0.673, 0.739, 0.622, 0.725, 0.681, 0.687, 0.662, 0.633, 0.613, 0.654, 0.675, 0.579, 0.781, 0.649, 0.706,
+    0.719, 0.626, 0.623, 0.927, 0.781, 0.814, 0.755, 0.596, 0.712, 0.921, 0.739, 0.861, 0.598, 0.585, 0.567, 0.538,
+    0.601, 0.572, 0.632, 0.618, 0.651, 0.571, 0.724, 0.59, 0.942, 0.643, 0.673, 0.729, 0.751, 0.842, 0.652, 0.779,
+    1.697, 0.63, 0.536, 0.818, 1.147, 0.494, 1.187, 1.035, 0.538, 0.509, 0.393, 0.428, 0.751, 0.972, 2.51, 0.633,
+    2.182, 1.237, 1.658, 2.561, 1.404, 0.926, 0.763, 0.776, 2.473, 1.223, 0.582, 1.356, 0.821, 1.236, 3.988, 0.961,
+    3.377, 5.94, 0.844, 3.564, 2.587, 1.279, 5.707, 1.454, 4.81, 0.994, 7.78,
+]
+
+
+def test_a_clear_descent_in_the_longer_sweep_is_trusted_at_least_as_much_as_none() -> None:
+    """Read alone, a short, just-clear descent scores a low confidence (0.05 here), under the 0.3 of an edge reading of
+    a sweep with no descent; min_confidence=0.1 (the Hugging Face callback's default) then dropped the LR, which
+    sits near the best one (0.08, against 0.1). In the longer sweep it gets at least the edge reading's confidence."""
+    lrs = np.geomspace(1e-7, 10, 300)[: len(SHORT_DESCENT_SWEEP)]
+    alone = suggest(lrs, SHORT_DESCENT_SWEEP, finetune=True)
+    assert analyse(lrs, SHORT_DESCENT_SWEEP).descent is not None and alone.confidence < 0.1
+    first = suggest(*_curve(100, edge=0.0), finetune=True)
+    read = reread_edge(lrs, SHORT_DESCENT_SWEEP, first, first_steps=100, steps=300)
+    assert read.lr == alone.lr and read.confidence == FINETUNE_RESWEPT_CONFIDENCE
+    assert "shows a clear descent, read as any sweep" in read.reason
+
+
 # --- the plan: a fine-tune's peak under warmup + decay ----------------------------------------------------
 def _plan(s: Suggestion, schedule: str, **kw: object) -> float:
     return make_plan(s, param_group_lrs=[1e-4, 1e-5], optimizer_name="AdamW", total_steps=100, schedule=schedule,
