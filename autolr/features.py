@@ -108,8 +108,7 @@ class Features:
             (see :func:`autolr.suggest.default`).
         start_too_high: the loss rises from the first points (``problem`` says so): the minimum sits in the first
             half-window and a sustained blow-up follows (not a bump the loss falls back from), on a curve that is
-            not flat. A longer sweep would not help; a lower
-            ``start_lr`` would.
+            not flat. A longer sweep would not help; a lower ``start_lr`` would.
     """
 
     problem: str | None
@@ -316,16 +315,17 @@ def _analyse(lrs: ArrayLike, losses: ArrayLike, *, wide_noise: bool) -> Features
             f"model not learning in this range: the loss drop is {max(snr, 0):.1f}x its noise (need {MIN_SNR:g}x, "
             f"or {WEAK_SNR:g}x followed by divergence)"
         )
+        long_sweep = n >= LONG_SWEEP_POINTS
         if divergence is not None and sustained:
             problem += f", then it diverged at {10**divergence:.1e}: check the loss/labels and the model"
         elif divergence is not None:  # the rise fell back: noise, not a blow-up to read an edge from
             problem += f"; its rise at {10**divergence:.1e} fell back (noise, not a divergence): check the loss/labels"
         else:
-            problem += ": check the loss/labels, or raise end_lr" + (" / num_steps" if n < LONG_SWEEP_POINTS else "")
+            problem += ": check the loss/labels, or raise end_lr" + ("" if long_sweep else " / num_steps")
         problem += (
-            " (a network that learns slowly may need num_steps=300 or more to show a descent)"
-            if n < LONG_SWEEP_POINTS
-            else " (the sweep is long already: a loss this noisy may need a larger batch in the range test)"
+            " (the sweep is long already: a loss this noisy may need a larger batch in the range test)"
+            if long_sweep
+            else " (a network that learns slowly may need num_steps=300 or more to show a descent)"
         )
     elif snr >= MIN_SNR:  # descent: 10% and 90% of the drop made (and 2 smoothed noise past either end)
         margin = max(0.1 * drop, 2.0 * sigma_s)

@@ -295,9 +295,9 @@ def seed_swap_regret(oracle: dict[str, Any]) -> float | None:
         return None
     scores = []
     for a in range(per_seed.shape[1]):
+        pick = int(np.argmin(per_seed[:, a]))  # seed a's own best grid LR
         for b in range(per_seed.shape[1]):
             if a != b:
-                pick = int(np.argmin(per_seed[:, a]))
                 scores.append(regret(per_seed[pick, b], per_seed[:, b].min(), oracle["untrained_loss"]))
     return float(np.mean(scores))
 
@@ -371,8 +371,7 @@ def summarise(tasks: dict[str, dict[str, Any]]) -> dict[str, Any]:
     kept = [n for n in tasks if n not in DROPPED]
     groups = {s: [n for n in kept if tasks[n]["split"] == s] for s in ft.DECLARED_SPLITS}
     groups["tuning+heldout"] = groups["tuning"] + groups["heldout"]
-    groups["heldout+blind sets"] = [n for n in kept if tasks[n]["split"] == "heldout" or tasks[n]["split"].startswith(
-        "blind")]
+    groups["heldout+blind sets"] = [n for n in kept if tasks[n]["split"] == "heldout" or _blind(tasks[n])]
     groups["all"] = kept
     summary: dict[str, Any] = {}
     comparison: dict[str, Any] = {}
@@ -460,7 +459,7 @@ def _f(x: float | None, spec: str = ".3f") -> str:
 
 
 def _blind(task_result: dict[str, Any]) -> bool:
-    """A blind set's task (``blind``, ``blind2``, ``blind3``): autolr's numbers stay hidden unless asked for."""
+    """A blind set's task (``blind``, ``blind2``, ...): autolr's numbers stay hidden unless asked for."""
     return str(task_result["split"]).startswith("blind")
 
 

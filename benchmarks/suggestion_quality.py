@@ -304,34 +304,29 @@ def free_protocol(method: str, protocol: str) -> str:
     return "constant" if method == "schedulefree" else protocol
 
 
-def available(method: str) -> bool:
-    """Whether the package a method needs is installed (torch-lr-finder, lightning, prodigyopt,
-    schedulefree are optional: missing ones are left out of the tables)."""
-    module = {
-        "torch-lr-finder": "torch_lr_finder",
-        "lightning": "lightning",
-        "prodigy": "prodigyopt",
-        "schedulefree": "schedulefree",
-    }.get(method)
-    return module is None or importlib.util.find_spec(module) is not None
-
-
-#: How to install each optional method's package. torch-lr-finder goes in without its requirements, which would pull
-#: another torch.
-INSTALL_HINTS = {
-    "torch-lr-finder": "pip install --no-deps torch-lr-finder",
-    "lightning": "pip install lightning",
-    "prodigy": "pip install prodigyopt",
-    "schedulefree": "pip install schedulefree",
+#: The optional methods: the module each one imports, and the line that installs it (torch-lr-finder goes in without
+#: its requirements, which would pull another torch). A missing one is left out of the tables.
+OPTIONAL_METHODS: dict[str, tuple[str, str]] = {
+    "torch-lr-finder": ("torch_lr_finder", "pip install --no-deps torch-lr-finder"),
+    "lightning": ("lightning", "pip install lightning"),
+    "prodigy": ("prodigyopt", "pip install prodigyopt"),
+    "schedulefree": ("schedulefree", "pip install schedulefree"),
 }
+
+
+def available(method: str) -> bool:
+    """Whether the package a method needs is installed (the :data:`OPTIONAL_METHODS` may be missing: they are left
+    out of the tables)."""
+    return method not in OPTIONAL_METHODS or importlib.util.find_spec(OPTIONAL_METHODS[method][0]) is not None
 
 
 def warn_missing(methods: Sequence[str] | None) -> list[str]:
     """Say on stderr which optional methods (of ``methods``; ``None``: all) are left out of the tables because their
     package is not installed, with the command that installs it; return them."""
-    missing = [m for m in (INSTALL_HINTS if methods is None else methods) if m in INSTALL_HINTS and not available(m)]
+    wanted = OPTIONAL_METHODS if methods is None else methods
+    missing = [m for m in wanted if m in OPTIONAL_METHODS and not available(m)]
     if missing:
-        hints = "; ".join(f"{m} ({INSTALL_HINTS[m]})" for m in missing)
+        hints = "; ".join(f"{m} ({OPTIONAL_METHODS[m][1]})" for m in missing)
         print(f"left out of the tables, package not installed: {hints}", file=sys.stderr)
     return missing
 
