@@ -189,6 +189,7 @@ def test_finetune_benchmark_one_task_end_to_end(tmp_path: Path, capsys: pytest.C
     assert finetune.score_lr(task, "constant", best, bench=bench) == 0.0  # the oracle's own (cached) run
     assert finetune.interp_regret(task, "constant", 1e-9, bench=bench) > 0.5  # far below the grid: no progress
     assert result["seed_swap_regret"] == {"constant": None, "warmup_linear": None}  # one seed: no resolution
+    assert result["oracle_floor"] == {"constant": 0.0, "warmup_linear": 0.0}  # one seed: nothing to clip
 
 
 def test_seed_swap_regret_scores_each_seeds_own_best_lr_on_the_other_seed() -> None:
@@ -199,6 +200,28 @@ def test_seed_swap_regret_scores_each_seeds_own_best_lr_on_the_other_seed() -> N
     assert finetune.seed_swap_regret(oracle) == pytest.approx((0.2 / 0.6 + 0.3 / 0.8) / 2)
     assert finetune.seed_swap_regret({"untrained_loss": 1.0, "losses_per_seed": [[0.9, 0.8], [0.2, 0.3]]}) == 0.0
     assert finetune.seed_swap_regret({"untrained_loss": 1.0, "losses_per_seed": [[0.5], [0.2]]}) is None
+    # With three seeds each seed's best is scored on the mean of the other two: seed 0 picks row 0, whose mean on
+    # seeds 1-2 is 0.5 against their best mean 0.3 (row 1); seed 1 picks row 1, whose mean on seeds 0 and 2 is 0.35
+    # against their best mean 0.3 (row 0); seed 2 likewise.
+    three = {"untrained_loss": 1.0, "losses_per_seed": [[0.1, 0.5, 0.5], [0.4, 0.3, 0.3]]}
+    assert finetune.seed_swap_regret(three) == pytest.approx((0.2 / 0.7 + 2 * 0.05 / 0.7) / 3)
+
+
+def test_a_method_is_scored_on_its_seed_mean_loss_so_the_oracles_own_lr_scores_zero() -> None:
+    """Training noise alone must not score the oracle's LR above 0: a seed whose loss sits above the others at
+    every LR adds nothing. The per-seed mean (each seed's regret clipped at 0) is kept, and scores it above 0."""
+    finetune = pytest.importorskip("benchmarks.finetune")
+    # Two seeds, three grid LRs; seed 1 sits 0.2 above seed 0 everywhere. The seed-mean curve is 0.8, 0.5, 0.7.
+    oracle = {"untrained_loss": 1.0, "losses_per_seed": [[0.7, 0.9], [0.4, 0.6], [0.6, 0.8]],
+              "losses": [0.8, 0.5, 0.7], "best_loss": 0.5}  # fmt: skip
+    at_best = finetune.score_picks([0.4, 0.6], 0.5, 1.0)
+    assert at_best["regret"] == 0.0
+    assert at_best["regret_per_seed"] == [0.0, pytest.approx(0.2)]  # seed 0's -0.2 clipped at 0
+    assert at_best["per_seed_mean"] == pytest.approx(0.1)
+    assert finetune.oracle_floor(oracle) == pytest.approx(0.1)
+    # Picks away from the best are still charged: seed 0 at row 0 (0.7), seed 1 at row 2 (0.8) -> mean 0.75.
+    assert finetune.score_picks([0.7, 0.8], 0.5, 1.0)["regret"] == pytest.approx(0.5)
+    assert finetune.score_picks([1.0, 1.0], 0.5, 1.0)["regret"] == 1.0  # no better than not fine-tuning
 
 
 def test_a_missing_optional_method_is_named_with_its_install_command(
