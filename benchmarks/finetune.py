@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import itertools
 import logging
 import math
 import statistics
@@ -385,6 +386,35 @@ def _method_order(names: Sequence[str]) -> list[str]:
     return autolr_names + anchors + [n for n in names if n not in (*autolr_names, *anchors, *tail)] + tail
 
 
+#: Lower edges of the confidence bands of :func:`confidence_bands`. 0.15 and 0.3 are the confidences autolr gives a
+#: fine-tune's flat first sweep and its longer sweep's edge reading.
+CONFIDENCE_BANDS = (0.0, 0.15, 0.3, 0.45, 0.6)
+
+
+def confidence_bands(tasks: dict[str, dict[str, Any]], names: Sequence[str]) -> list[dict[str, Any]]:
+    """Is autolr's confidence informative? ``autolr:default``'s picks on ``names``, one per task and seed, grouped by
+    the confidence of their suggestion (0 when it gave none), with what each pick's own run scored under each
+    protocol (``regret_per_seed``: median, mean, 90th percentile)."""
+    picks: list[tuple[float, dict[str, float]]] = []
+    for n in names:
+        r = tasks[n]
+        if "autolr:default" not in r["scores"][PROTOCOLS[0]]:
+            continue
+        for i, curve in enumerate(r["curves"]):  # in seed order, as the picks and their scores
+            sug = curve.get("suggestion") or {}
+            conf = float(sug["confidence"]) if sug.get("lr") is not None else 0.0
+            picks.append((conf, {p: r["scores"][p]["autolr:default"]["regret_per_seed"][i] for p in PROTOCOLS}))
+    rows = []
+    edges = (*CONFIDENCE_BANDS, math.inf)
+    for low, high in itertools.pairwise(edges):
+        band = [v for c, v in picks if low <= c < high]
+        if band:
+            rows.append({"low": low, "high": high, "picks": len(band), **{
+                p: {"median": float(np.median([v[p] for v in band])), "mean": float(np.mean([v[p] for v in band])),
+                    "p90": float(np.percentile([v[p] for v in band], 90))} for p in PROTOCOLS}})  # fmt: skip
+    return rows
+
+
 def _stats(values: Sequence[float]) -> dict[str, Any]:
     return {"median": float(statistics.median(values)), "mean": float(np.mean(values)), "worst": float(max(values)),
             "n_tasks": len(values)}  # fmt: skip
@@ -402,6 +432,7 @@ def summarise(tasks: dict[str, dict[str, Any]]) -> dict[str, Any]:
     groups["all"] = kept
     summary: dict[str, Any] = {}
     comparison: dict[str, Any] = {}
+    confidence: dict[str, Any] = {}
     for group, names in groups.items():
         if not names:
             continue
@@ -425,7 +456,9 @@ def summarise(tasks: dict[str, dict[str, Any]]) -> dict[str, Any]:
             if swaps and all(v is not None for v in swaps):
                 summary[group][p]["oracle seed swap"] = _stats(swaps)
             summary[group][p]["oracle floor"] = _stats([tasks[n]["oracle_floor"][p] for n in names])
-    return {"methods": methods, "groups": groups, "summary": summary, "comparison": comparison}
+        confidence[group] = confidence_bands(tasks, names)
+    return {"methods": methods, "groups": groups, "summary": summary, "comparison": comparison,
+            "confidence": confidence}  # fmt: skip
 
 
 def run_benchmark(
@@ -544,6 +577,16 @@ def format_report(out: dict[str, Any], show_blind_autolr: bool = False) -> str:
                                                   for k in ("median", "mean", "worst")) + " |")  # fmt: skip
         lines.append("| *the oracle's own LR (0 under the seed-mean metric)* | " + " | ".join(
             _f(s[p]["oracle floor"][k]) for p in PROTOCOLS for k in ("median", "mean", "worst")) + " |")
+    bands = out.get("confidence", {}).get(group)
+    if bands and (show_blind_autolr or not all(_blind(tasks[n]) for n in out["groups"][group])):
+        lines += ["", f"## {group}: is autolr's confidence informative? (each pick's own run, by the confidence of "
+                  "its suggestion)", "",
+                  "| confidence | picks | const median | const mean | const p90 | warmup median | warmup mean "
+                  "| warmup p90 |", "|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+        for b in bands:
+            high = "" if math.isinf(b["high"]) else f"{b['high']:.2f}"
+            lines.append(f"| {b['low']:.2f}-{high} | {b['picks']} | " + " | ".join(
+                _f(b[p][k]) for p in PROTOCOLS for k in ("median", "mean", "p90")) + " |")  # fmt: skip
     lines += ["", "## per task: oracle LR and each method's pick (geometric mean over seeds), "
               "log10(pick / oracle LR), regret; constant | warmup_linear", ""]  # fmt: skip
     for name, r in tasks.items():

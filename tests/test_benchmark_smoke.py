@@ -224,6 +224,25 @@ def test_a_method_is_scored_on_its_seed_mean_loss_so_the_oracles_own_lr_scores_z
     assert finetune.score_picks([1.0, 1.0], 0.5, 1.0)["regret"] == 1.0  # no better than not fine-tuning
 
 
+def test_confidence_bands_group_each_pick_by_its_suggestions_confidence() -> None:
+    """Each seed's pick lands in the band of its own suggestion's confidence (0 when autolr gave none), scored by
+    that seed's run; bands with no pick are left out."""
+    finetune = pytest.importorskip("benchmarks.finetune")
+
+    def task(confidences: list[float | None], regrets: list[float]) -> dict[str, object]:
+        curves = [{"suggestion": {"lr": None if c is None else 1e-3, "confidence": c or 0.0}} for c in confidences]
+        scores = {p: {"autolr:default": {"regret_per_seed": regrets}} for p in finetune.PROTOCOLS}
+        return {"curves": curves, "scores": scores}
+
+    tasks = {"a": task([0.3, 0.7], [0.2, 0.0]), "b": task([None, 0.3], [1.0, 0.4]), "c": task([0.5], [0.9])}
+    bands = finetune.confidence_bands(tasks, ["a", "b"])  # "c" is not asked for
+    assert [(b["low"], b["picks"]) for b in bands] == [(0.0, 1), (0.3, 2), (0.6, 1)]
+    for protocol in finetune.PROTOCOLS:
+        assert bands[0][protocol]["mean"] == 1.0  # no suggestion: confidence 0
+        assert bands[1][protocol]["mean"] == pytest.approx(0.3) and bands[1][protocol]["median"] == pytest.approx(0.3)
+        assert bands[2][protocol]["p90"] == 0.0
+
+
 def test_a_missing_optional_method_is_named_with_its_install_command(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
