@@ -36,8 +36,10 @@ is the answer, not a guess: confidence ``FINETUNE_FLAT_CONFIDENCE`` (0.15, so ``
 One 100-step sweep reads that edge unsteadily (between seeds it moved by up to 0.6 decades on the fine-tuning
 benchmark, ``benchmarks/finetune.py``), so :func:`autolr.lr_find` sweeps such a curve again with ``RESWEEP_FACTOR``
 (3) times the steps (:func:`needs_resweep`), and :func:`reread_edge` reads the longer sweep like any sweep: a clear
-descent (three times the steps average the noise down) by the default rule, with its usual confidence (at least
-``FINETUNE_RESWEPT_CONFIDENCE``, what the same sweep gets without a descent); still no
+descent (three times the steps average the noise down) by the default rule, with its divergence cap kept at the same
+distance from the edge (a sweep 3x as long blows up about sqrt(3)x lower, so ``divergence_lr * sqrt(3) / 10``:
+``RESWEEP_EDGE_EXPONENT``) and its usual confidence (at least ``FINETUNE_RESWEPT_CONFIDENCE``, what the same sweep
+gets without a descent); still no
 clear descent by ``divergence_lr / FLAT_DIVERGENCE_FACTOR``, with confidence ``FINETUNE_RESWEPT_CONFIDENCE`` (0.3).
 That lands within about 0.15 decades of the best constant LR on most of the benchmark's tasks. Every reason starts
 with ``fine-tune (<why>)``. A fine-tune's suggestion is its best constant LR; :func:`autolr.make_plan` doubles it
@@ -118,6 +120,13 @@ RESWEEP_FACTOR = 3
 #: benchmark's tasks). Above 0.2, so ``min_confidence=0.2`` (which skips weak and flat single-sweep readings) keeps
 #: it.
 FINETUNE_RESWEPT_CONFIDENCE = 0.3
+#: A sweep ``k`` times as long blows up about ``k ** RESWEEP_EDGE_EXPONENT`` times lower: its noise accumulates over
+#: ``k`` times the steps at each LR, and a random walk's spread grows as the square root of its steps. On the
+#: fine-tuning benchmark the 300-step sweep's divergence LR sat a median 0.25 decades under the 100-step sweep's (182
+#: pairs; sqrt(3) is 0.24 decades). So :func:`reread_edge` caps a clear descent in the longer sweep at
+#: ``divergence_lr * k ** RESWEEP_EDGE_EXPONENT / DIVERGENCE_FACTOR``: the same distance below the edge as the
+#: default rule keeps on a sweep of the first sweep's length.
+RESWEEP_EDGE_EXPONENT = 0.5
 
 
 @dataclass(frozen=True)
@@ -223,7 +232,7 @@ def is_weak(f: Features) -> bool:
     return f.problem is None and f.descent is None
 
 
-def _default_choice(f: Features) -> tuple[float, str] | None:
+def _default_choice(f: Features, divergence_factor: float = DIVERGENCE_FACTOR) -> tuple[float, str] | None:
     if f.problem:
         return None
     if f.flat and f.divergence is not None:  # the stability edge alone: as far below it as the rule usually lands
@@ -231,12 +240,12 @@ def _default_choice(f: Features) -> tuple[float, str] | None:
             f"divergence_lr / {FLAT_DIVERGENCE_FACTOR:g}; no descent"
         )
     if f.descent is None:  # weak: the rule on the noisier minimum, never before the first LR
-        x_pick, how = _below_minimum(f)
+        x_pick, how = _below_minimum(f, divergence_factor)
         if x_pick < f.x[0]:
             x_pick, how = float(f.x[0]), how + ", raised to the first LR"
         return float(10**x_pick), how + "; weak curve, low confidence"
     if not f.at_end:  # a minimum inside the sweep: the rule below it
-        x_pick, how = _below_minimum(f)
+        x_pick, how = _below_minimum(f, divergence_factor)
         return float(10**x_pick), how
     low, high = f.descent
     inside = np.flatnonzero((f.x >= low) & (f.x <= high) & (f.slope < 0))
@@ -250,12 +259,12 @@ def _default_choice(f: Features) -> tuple[float, str] | None:
     return float(10**x_pick), how
 
 
-def _below_minimum(f: Features) -> tuple[float, str]:
-    """log10 of ``min(min_loss_lr / MIN_LOSS_FACTOR, divergence_lr / DIVERGENCE_FACTOR)``, and the rule in words."""
+def _below_minimum(f: Features, divergence_factor: float = DIVERGENCE_FACTOR) -> tuple[float, str]:
+    """log10 of ``min(min_loss_lr / MIN_LOSS_FACTOR, divergence_lr / divergence_factor)``, and the rule in words."""
     x_pick = f.x_min - math.log10(MIN_LOSS_FACTOR)
     how = f"min_loss_lr / {MIN_LOSS_FACTOR:g}"
-    if f.divergence is not None and f.divergence - math.log10(DIVERGENCE_FACTOR) < x_pick:
-        x_pick, how = f.divergence - math.log10(DIVERGENCE_FACTOR), f"divergence_lr / {DIVERGENCE_FACTOR:g}"
+    if f.divergence is not None and f.divergence - math.log10(divergence_factor) < x_pick:
+        x_pick, how = f.divergence - math.log10(divergence_factor), f"divergence_lr / {divergence_factor:.2g}"
     return x_pick, how
 
 
@@ -339,9 +348,18 @@ def suggest(
     """
     if method not in STRATEGIES:
         raise ValueError(f"method must be one of {sorted(STRATEGIES)}, got {method!r}")
+    return _suggest(lrs, losses, method, finetune, finetune_reason, DIVERGENCE_FACTOR)
+
+
+def _suggest(
+    lrs: ArrayLike, losses: ArrayLike, method: str, finetune: bool, finetune_reason: str | None,
+    divergence_factor: float,
+) -> Suggestion:
+    """:func:`suggest`, with the default rule's divergence cap ``divergence_lr / divergence_factor``."""
     f = analyse(lrs, losses)
     picks = {name: rule(f) for name, rule in STRATEGIES.items()}
-    choice = _default_choice(f)
+    choice = _default_choice(f, divergence_factor)
+    picks["default"] = None if choice is None else choice[0]
     others = {name: lr for name, lr in picks.items() if name != method}
     evidence = _evidence(f, picks)
     lr = picks[method]
@@ -425,6 +443,8 @@ def reread_edge(
     The longer sweep is read like any sweep. When it shows a clear descent (its drop is at least ``MIN_SNR`` times
     its noise: three times the steps average the noise down), the default rule reads that descent, with its usual
     confidence, but never less than ``FINETUNE_RESWEPT_CONFIDENCE``, which the same sweep would get with no descent.
+    Its divergence cap keeps its distance from the edge: a sweep ``k = steps / first_steps`` times as long blows up
+    about ``k ** RESWEEP_EDGE_EXPONENT`` times lower, so the cap is ``divergence_lr * k ** 0.5 / DIVERGENCE_FACTOR``.
     When it still shows none, the default rule reads the stability edge alone:
     ``divergence_lr / FLAT_DIVERGENCE_FACTOR``, with confidence ``FINETUNE_RESWEPT_CONFIDENCE`` (with three times
     the steps the edge reading is about three times steadier between seeds on the fine-tuning benchmark). When the
@@ -453,12 +473,18 @@ def reread_edge(
         extra["first_divergence_lr"] = float(was)
     f = analyse(lrs, losses)
     if method == "default" and f.problem is None and f.descent is not None:
-        second = suggest(lrs, losses, finetune=True, finetune_reason=finetune_reason)
+        longer = max(steps / first_steps, 1e-9) if first_steps > 0 else 1.0
+        factor = DIVERGENCE_FACTOR / longer**RESWEEP_EDGE_EXPONENT
+        second = _suggest(lrs, losses, "default", True, finetune_reason, factor)
+        capped = f"divergence_lr / {factor:.2g})"
+        why = (f" ({longer:.3g}x the steps: it blows up about {longer**RESWEEP_EDGE_EXPONENT:.2g}x lower than a "
+               f"{first_steps}-step sweep, so the cap divergence_lr / {DIVERGENCE_FACTOR:g} keeps its distance from "
+               "the edge)") if factor != DIVERGENCE_FACTOR and capped in second.reason else ""  # fmt: skip
         # a short, just-clear descent can score under the edge reading's confidence; it is no less evidence than no
         # descent on the same sweep (a 0.2-decade descent at 6x noise scored 0.05, and min_confidence=0.1 dropped it)
         return replace(second, confidence=max(second.confidence, FINETUNE_RESWEPT_CONFIDENCE),
-                       reason=f"{head} and shows a clear descent, read as any sweep: {second.reason.removeprefix(ft)}",
-                       evidence={**second.evidence, **extra})
+                       reason=f"{head} and shows a clear descent, read as any sweep: {second.reason.removeprefix(ft)}"
+                              + why, evidence={**second.evidence, **extra})  # fmt: skip
     if method == "default" and f.problem is None and f.divergence is not None:
         picks = {name: rule(f) for name, rule in STRATEGIES.items() if name != "default"}
         lr = float(10 ** (f.divergence - math.log10(FLAT_DIVERGENCE_FACTOR)))

@@ -16,6 +16,7 @@ from autolr.errors import ConfigurationError
 from autolr.features import analyse
 from autolr.plan import DIVERGENCE_MARGIN, FINETUNE_DECAY_PEAK, make_plan
 from autolr.suggest import (
+    DIVERGENCE_FACTOR,
     FINETUNE_FLAT_CONFIDENCE,
     FINETUNE_RESWEPT_CONFIDENCE,
     FLAT_DIVERGENCE_FACTOR,
@@ -232,6 +233,31 @@ def test_a_clear_descent_in_the_longer_sweep_is_trusted_at_least_as_much_as_none
     read = reread_edge(lrs, SHORT_DESCENT_SWEEP, first, first_steps=100, steps=300)
     assert read.lr == alone.lr and read.confidence == FINETUNE_RESWEPT_CONFIDENCE
     assert "shows a clear descent, read as any sweep" in read.reason
+
+
+def test_a_clear_descent_in_the_longer_sweep_keeps_the_caps_distance_from_its_lower_edge() -> None:
+    """A sweep 3x as long blows up about sqrt(3)x lower, so the cap divergence_lr / 10, set on sweeps of the first
+    sweep's length, is divergence_lr * sqrt(3) / 10 there. It applies only where the cap binds."""
+    lrs = np.geomspace(1e-7, 10, 300)
+    x = np.log10(lrs)
+    noise = np.random.default_rng(0).normal(0, 0.01, 300)
+    cliff = 1.0 - 0.3 / (1 + np.exp(-4 * (x + 2.5))) + np.exp(6 * (x + 1.4)) + noise  # minimum close to the blow-up
+    first = suggest(*_curve(100), finetune=True)
+    plain = suggest(lrs, cliff, finetune=True)
+    assert plain.reason.endswith("(divergence_lr / 10)")
+    read = reread_edge(lrs, cliff, first, first_steps=100, steps=300)
+    edge = 10 ** analyse(lrs, cliff).divergence
+    assert read.lr == pytest.approx(edge * math.sqrt(3) / DIVERGENCE_FACTOR, rel=1e-9)
+    assert read.lr == pytest.approx(plain.lr * math.sqrt(3), rel=1e-9) and read.lr < plain.evidence["min_loss_lr"] / 2
+    assert "(divergence_lr / 5.8) (3x the steps: it blows up about 1.7x lower than a 100-step sweep" in read.reason
+    assert read.confidence == plain.confidence
+    # a longer sweep of the same length as the first (resweep_steps=num_steps) is read as the first would be
+    same = reread_edge(lrs, cliff, first, first_steps=300, steps=300)
+    assert same.lr == plain.lr and "blows up about" not in same.reason
+    # where min_loss_lr / 2 is the lower of the two, nothing changes
+    gentle = 1.0 - 0.3 / (1 + np.exp(-4 * (x + 4))) + np.exp(6 * (x + 1.4)) + noise
+    assert suggest(lrs, gentle, finetune=True).reason.endswith("(min_loss_lr / 2)")
+    assert reread_edge(lrs, gentle, first, first_steps=100, steps=300).lr == suggest(lrs, gentle, finetune=True).lr
 
 
 # --- the plan: a fine-tune's peak under warmup + decay ----------------------------------------------------
