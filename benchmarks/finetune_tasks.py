@@ -591,9 +591,37 @@ BLIND5: tuple[FineTuneTask, ...] = (
                  **_few(_FEW_FUNCTION, 16, "mse")),
 )  # fmt: skip
 
-ALL_TASKS: tuple[FineTuneTask, ...] = TUNING + HELDOUT + BLIND + TUNING2 + BLIND2 + BLIND3 + BLIND4 + BLIND5
+#: A sixth blind set, declared (2026-12-07, fifth round) after the rule it scores was frozen (``0042ae1``: a clear
+#: descent in a fine-tune's longer sweep is capped at ``divergence_lr * sqrt(3) / 10``), before any of its tasks was
+#: run. Mostly new heads on a language-model body at batch 32 and 16, where the longer sweep shows a clear descent
+#: most often; a transformer-body classifier given a larger budget; and a language model at batch 16.
+BLIND6: tuple[FineTuneTask, ...] = (
+    FineTuneTask("corrupt_cls_gru_adam_b32", "blind6",
+                 "GRU body of the code LM + new head: intact vs 30% corrupted prose; Adam, batch 32",
+                 "code_gru", "adam", steps=60, adapt=_new_classifier, loss="cross_entropy", **_classify_data(32)),
+    FineTuneTask("corrupt_cls_lstm_adam_b32", "blind6",
+                 "LSTM body of the code LM + new head: intact vs 30% corrupted prose; Adam, batch 32",
+                 "code_lstm", "adam", steps=60, adapt=_new_classifier, loss="cross_entropy", **_classify_data(32)),
+    FineTuneTask("corrupt_cls_gru_sgd_b16", "blind6",
+                 "GRU body of the code LM + new head: intact vs 30% corrupted prose; plain SGD, batch 16",
+                 "code_gru", "sgd", steps=60, adapt=_new_classifier, loss="cross_entropy", **_classify_data(16)),
+    FineTuneTask("corrupt_cls_lstm_sgdm_b32", "blind6",
+                 "LSTM body of the code LM + new head: intact vs 30% corrupted prose; SGD+momentum, batch 32",
+                 "code_lstm", "sgdm", steps=60, adapt=_new_classifier, loss="cross_entropy", **_classify_data(32)),
+    FineTuneTask("corrupt_cls_transformer_adam_b32", "blind6",
+                 "transformer body of the code LM + new head: intact vs 30% corrupted prose; Adam, batch 32, 120 steps",
+                 "code_transformer", "adam", steps=120, adapt=_new_classifier, loss="cross_entropy",
+                 **_classify_data(32)),
+    FineTuneTask("prose_gru_adam_b16", "blind6",
+                 "char GRU LM: stdlib code -> reference-manual prose; Adam, batch 16",
+                 "code_gru", "adam", steps=60, **_prose(16)),
+)  # fmt: skip
+
+ALL_TASKS: tuple[FineTuneTask, ...] = (
+    TUNING + HELDOUT + BLIND + TUNING2 + BLIND2 + BLIND3 + BLIND4 + BLIND5 + BLIND6
+)
 DECLARED_SPLITS: tuple[str, ...] = (
-    "tuning", "heldout", "blind", "tuning2", "blind2", "blind3", "blind4", "blind5",
+    "tuning", "heldout", "blind", "tuning2", "blind2", "blind3", "blind4", "blind5", "blind6",
 )  # fmt: skip
 #: ``--quick`` and the smoke test: the cheapest tasks.
 QUICK_TASKS: tuple[str, ...] = ("function_shift_mlp_adam", "shapes_to_digits_cnn_bn_sgdm")
