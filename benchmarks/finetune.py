@@ -10,7 +10,7 @@ held-out loss of the pretrained model *before fine-tuning* (its new head, if any
 
 is 0 at the grid's best and 1 when fine-tuning did no good; a NaN run, or one worse than L0, counts as L0.
 A method's runs are scored like the oracle's: their losses are averaged over seeds before the regret is taken
-(:func:`score_picks`; up to ``1cee34c`` each seed's regret was clipped at 0 and then averaged, which scores the
+(:func:`score_picks`; up to ``dd46d57`` each seed's regret was clipped at 0 and then averaged, which scores the
 oracle's own LR above 0, :func:`oracle_floor`).
 Each task also checks that pretraining helps: the same architecture trained from a random initialisation on
 the same data and budget, at its own oracle LR (a coarser grid), must end at least 5% worse.
@@ -295,7 +295,7 @@ def score_picks(losses: Sequence[float], best: float, untrained: float) -> dict[
     ``regret`` is the regret of the seed-mean loss, the quantity the oracle minimises: the oracle's own LR scores
     0, and a seed whose held-out loss sits above or below the others at every LR moves it by nothing.
     ``regret_per_seed`` scores each run alone. Their mean, ``per_seed_mean`` (the benchmark's metric up to
-    ``1cee34c``), clips each seed's regret at 0 before averaging, so training noise alone gives any LR, the
+    ``dd46d57``), clips each seed's regret at 0 before averaging, so training noise alone gives any LR, the
     oracle's included, a positive score (:func:`oracle_floor`)."""
     per_seed = [regret(v, best, untrained) for v in losses]
     return {"regret": regret(float(np.mean(losses)), best, untrained), "regret_per_seed": per_seed,
@@ -565,7 +565,7 @@ def format_report(out: dict[str, Any], show_blind_autolr: bool = False) -> str:
     group = "heldout+blind sets"
     if out["groups"].get(group) and group in out["summary"]:
         names = out["groups"][group]
-        lines += ["", f"## {group}, the per-seed metric used up to `1cee34c` (each seed's regret clipped at 0, "
+        lines += ["", f"## {group}, the per-seed metric used up to `dd46d57` (each seed's regret clipped at 0, "
                   "then averaged)", "",
                   "| method | const median | const mean | const worst | warmup median | warmup mean | warmup worst |",
                   "|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
