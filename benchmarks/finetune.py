@@ -470,6 +470,7 @@ def run_benchmark(
 ) -> dict[str, Any]:
     """Run (or read from the cache) every task; return the JSON-ready results."""
     t0 = time.time()
+    autolr_fingerprint()  # the source this run imports (read before any range test)
     torch.set_num_threads(1)
     bench = bench or _bench(None)
     results = {}

@@ -427,6 +427,7 @@ def run_benchmark(config: Config, log: Callable[[str], None] | None = None) -> d
     import optuna
 
     t0 = time.time()
+    autolr_fingerprint()  # the source this run imports (read before any range test)
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("autolr").setLevel(logging.ERROR)

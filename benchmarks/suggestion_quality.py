@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import hashlib
 import importlib.util
 import io
@@ -85,8 +86,11 @@ def code_version() -> str:
     return f"v{BENCH_VERSION}-{digest.hexdigest()[:10]}-torch{torch_version}"
 
 
+@functools.cache
 def autolr_fingerprint() -> str:
-    """Short hash of autolr's source, so a table says which autolr produced it."""
+    """Short hash of autolr's source, so a table says which autolr produced it. Read once per process: each
+    ``run_benchmark`` asks for it before its first range test, so a run during which ``autolr/`` is edited reports
+    the source it imported, not the edited one."""
     import autolr
 
     digest = hashlib.sha1()
@@ -394,6 +398,7 @@ def _curve_rules(
 def run_benchmark(config: Config) -> dict[str, Any]:
     """Run (or read from cache) everything ``config`` asks for; return the JSON-ready results."""
     t0 = time.time()
+    autolr_fingerprint()  # the source this run imports (read before any range test)
     torch.set_num_threads(1)
     version = code_version()
     cache = RunCache(Path(config.cache_dir) / version, enabled=config.use_cache)

@@ -207,6 +207,21 @@ def test_seed_swap_regret_scores_each_seeds_own_best_lr_on_the_other_seed() -> N
     assert finetune.seed_swap_regret(three) == pytest.approx((0.2 / 0.7 + 2 * 0.05 / 0.7) / 3)
 
 
+def test_the_autolr_fingerprint_is_the_source_a_run_started_with(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A benchmark run reads autolr's fingerprint before its first range test; an edit to autolr/ during the run
+    must not change what the run reports."""
+    sq = pytest.importorskip("benchmarks.suggestion_quality")
+    sq.autolr_fingerprint.cache_clear()
+    started = sq.autolr_fingerprint()
+    monkeypatch.setattr(Path, "read_bytes", lambda self: b"edited during the run")
+    assert sq.autolr_fingerprint() == started
+    sq.autolr_fingerprint.cache_clear()
+    assert sq.autolr_fingerprint() != started  # a fresh read would see the edit
+    monkeypatch.undo()
+    sq.autolr_fingerprint.cache_clear()
+    assert sq.autolr_fingerprint() == started
+
+
 def test_a_method_is_scored_on_its_seed_mean_loss_so_the_oracles_own_lr_scores_zero() -> None:
     """Training noise alone must not score the oracle's LR above 0: a seed whose loss sits above the others at
     every LR adds nothing. The per-seed mean (each seed's regret clipped at 0) is kept, and scores it above 0."""
