@@ -346,20 +346,23 @@ def suggest(
     Raises:
         ValueError: for an unknown ``method``, or inputs :func:`analyse` rejects.
     """
+    _check_method(method)
+    return _suggest(analyse(lrs, losses), method, finetune, finetune_reason, DIVERGENCE_FACTOR)
+
+
+def _check_method(method: str) -> None:
     if method not in STRATEGIES:
         raise ValueError(f"method must be one of {sorted(STRATEGIES)}, got {method!r}")
-    return _suggest(lrs, losses, method, finetune, finetune_reason, DIVERGENCE_FACTOR)
 
 
 def _suggest(
-    lrs: ArrayLike, losses: ArrayLike, method: str, finetune: bool, finetune_reason: str | None,
-    divergence_factor: float,
+    f: Features, method: str, finetune: bool, finetune_reason: str | None, divergence_factor: float
 ) -> Suggestion:
-    """:func:`suggest`, with the default rule's divergence cap ``divergence_lr / divergence_factor``."""
-    f = analyse(lrs, losses)
-    picks = {name: rule(f) for name, rule in STRATEGIES.items()}
+    """:func:`suggest` on an analysed curve, with the default rule's divergence cap ``divergence_lr /
+    divergence_factor``."""
     choice = _default_choice(f, divergence_factor)
-    picks["default"] = None if choice is None else choice[0]
+    default_lr = None if choice is None else choice[0]
+    picks = {name: default_lr if name == "default" else rule(f) for name, rule in STRATEGIES.items()}
     others = {name: lr for name, lr in picks.items() if name != method}
     evidence = _evidence(f, picks)
     lr = picks[method]
@@ -471,11 +474,12 @@ def reread_edge(
     was = first.evidence.get("divergence_lr")
     if was is not None:
         extra["first_divergence_lr"] = float(was)
+    _check_method(method)
     f = analyse(lrs, losses)
     if method == "default" and f.problem is None and f.descent is not None:
         longer = max(steps / first_steps, 1e-9) if first_steps > 0 else 1.0
         factor = DIVERGENCE_FACTOR / longer**RESWEEP_EDGE_EXPONENT
-        second = _suggest(lrs, losses, "default", True, finetune_reason, factor)
+        second = _suggest(f, "default", True, finetune_reason, factor)
         capped = f"divergence_lr / {factor:.2g})"
         why = (f" ({longer:.3g}x the steps: it blows up about {longer**RESWEEP_EDGE_EXPONENT:.2g}x lower than a "
                f"{first_steps}-step sweep, so the cap divergence_lr / {DIVERGENCE_FACTOR:g} keeps its distance from "
@@ -499,5 +503,5 @@ def reread_edge(
     if method == "default" and first.lr is not None:
         return replace(first, reason=f"{first.reason}; a {steps}-step sweep showed no descent and no stability edge "
                                      "either, so this reading stands")
-    second = suggest(lrs, losses, method=method, finetune=True, finetune_reason=finetune_reason)
+    second = _suggest(f, method, True, finetune_reason, DIVERGENCE_FACTOR)
     return replace(second, reason=f"{head}: {second.reason.removeprefix(ft)}")
