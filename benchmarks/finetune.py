@@ -546,6 +546,10 @@ def format_report(out: dict[str, Any], show_blind_autolr: bool = False) -> str:
             + " / ".join(_f(r.get("seed_swap_regret", {}).get(p)) for p in PROTOCOLS) + " |"
         )
     methods = out["methods"]
+
+    def autolr_hidden(names: Sequence[str]) -> bool:  # every task a blind set's, and not asked to show them
+        return not show_blind_autolr and all(_blind(tasks[n]) for n in names)
+
     for group, names in out["groups"].items():
         if not names or group not in out["summary"]:
             continue
@@ -553,7 +557,7 @@ def format_report(out: dict[str, Any], show_blind_autolr: bool = False) -> str:
                   "| method | const median | const mean | const worst | warmup median | warmup mean | warmup worst "
                   "| None→default |", "|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
         for m in methods:
-            if m.startswith("autolr:") and not show_blind_autolr and all(_blind(tasks[n]) for n in names):
+            if m.startswith("autolr:") and autolr_hidden(names):
                 continue
             s = out["summary"][group]
             cells = [_f(s[p][m][k]) for p in PROTOCOLS for k in ("median", "mean", "worst")]
@@ -572,14 +576,14 @@ def format_report(out: dict[str, Any], show_blind_autolr: bool = False) -> str:
                   "|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
         s = out["summary"][group]
         for m in methods:
-            if m.startswith("autolr:") and not show_blind_autolr and all(_blind(tasks[n]) for n in names):
+            if m.startswith("autolr:") and autolr_hidden(names):
                 continue
             lines.append(f"| {m} | " + " | ".join(_f(s[p][m]["per_seed"][k]) for p in PROTOCOLS
                                                   for k in ("median", "mean", "worst")) + " |")  # fmt: skip
         lines.append("| *the oracle's own LR (0 under the seed-mean metric)* | " + " | ".join(
             _f(s[p]["oracle floor"][k]) for p in PROTOCOLS for k in ("median", "mean", "worst")) + " |")
     bands = out.get("confidence", {}).get(group)
-    if bands and (show_blind_autolr or not all(_blind(tasks[n]) for n in out["groups"][group])):
+    if bands and not autolr_hidden(out["groups"][group]):
         lines += ["", f"## {group}: is autolr's confidence informative? (each pick's own run, by the confidence of "
                   "its suggestion)", "",
                   "| confidence | picks | const median | const mean | const p90 | warmup median | warmup mean "
