@@ -261,11 +261,17 @@ def _default_choice(f: Features, divergence_factor: float = DIVERGENCE_FACTOR) -
 
 def _below_minimum(f: Features, divergence_factor: float = DIVERGENCE_FACTOR) -> tuple[float, str]:
     """log10 of ``min(min_loss_lr / MIN_LOSS_FACTOR, divergence_lr / divergence_factor)``, and the rule in words."""
-    x_pick = f.x_min - math.log10(MIN_LOSS_FACTOR)
-    how = f"min_loss_lr / {MIN_LOSS_FACTOR:g}"
-    if f.divergence is not None and f.divergence - math.log10(divergence_factor) < x_pick:
-        x_pick, how = f.divergence - math.log10(divergence_factor), f"divergence_lr / {divergence_factor:.2g}"
-    return x_pick, how
+    if _cap_binds(f, divergence_factor):
+        return f.divergence - math.log10(divergence_factor), f"divergence_lr / {divergence_factor:.2g}"  # type: ignore[operator]
+    return f.x_min - math.log10(MIN_LOSS_FACTOR), f"min_loss_lr / {MIN_LOSS_FACTOR:g}"
+
+
+def _cap_binds(f: Features, divergence_factor: float) -> bool:
+    """Whether ``divergence_lr / divergence_factor`` lies below ``min_loss_lr / MIN_LOSS_FACTOR`` (the rule below
+    the minimum then answers with the cap)."""
+    return f.divergence is not None and f.divergence - math.log10(divergence_factor) < f.x_min - math.log10(
+        MIN_LOSS_FACTOR
+    )
 
 
 def default(f: Features) -> float | None:
@@ -480,10 +486,10 @@ def reread_edge(
         longer = max(steps / first_steps, 1e-9) if first_steps > 0 else 1.0
         factor = DIVERGENCE_FACTOR / longer**RESWEEP_EDGE_EXPONENT
         second = _suggest(f, "default", True, finetune_reason, factor)
-        capped = f"divergence_lr / {factor:.2g})"
+        moved = factor != DIVERGENCE_FACTOR and not f.at_end and _cap_binds(f, factor)  # the pick is the moved cap
         why = (f" ({longer:.3g}x the steps: it blows up about {longer**RESWEEP_EDGE_EXPONENT:.2g}x lower than a "
                f"{first_steps}-step sweep, so the cap divergence_lr / {DIVERGENCE_FACTOR:g} keeps its distance from "
-               "the edge)") if factor != DIVERGENCE_FACTOR and capped in second.reason else ""  # fmt: skip
+               "the edge)") if moved else ""  # fmt: skip
         # a short, just-clear descent can score under the edge reading's confidence; it is no less evidence than no
         # descent on the same sweep (a 0.2-decade descent at 6x noise scored 0.05, and min_confidence=0.1 dropped it)
         return replace(second, confidence=max(second.confidence, FINETUNE_RESWEPT_CONFIDENCE),
