@@ -269,3 +269,38 @@ def test_a_missing_optional_method_is_named_with_its_install_command(
     assert "torch-lr-finder (pip install --no-deps torch-lr-finder)" in capsys.readouterr().err
     monkeypatch.setattr(sq, "available", lambda method: True)
     assert sq.warn_missing(None) == [] and capsys.readouterr().err == ""
+
+
+def test_factor_bound_finds_the_best_single_factor_and_what_knowing_the_group_gains() -> None:
+    """Two tasks whose sweeps read the same divergence LR (0.1) but whose best LRs lie a decade apart (1e-3 and
+    1e-2, V-shaped loss against log10 LR): one factor for both can do no better than half a decade off each
+    (regret 0.125); with the tasks in different groups each gets its own factor and regret 0. A seed without a
+    reading is left out and counted."""
+    finetune = pytest.importorskip("benchmarks.finetune")
+    grid = [float(v) for v in np.logspace(-6, 0, 25)]
+
+    def task(best_x: float, optimizer: str, divergences: list[float | None]) -> dict[str, object]:
+        losses = [1.0 + 0.25 * abs(math.log10(v) - best_x) for v in grid]
+        oracle = {"grid": grid, "losses": losses, "best_loss": 1.0, "untrained_loss": 2.0}
+        curves = [{"suggestion": {"lr": 1e-3, "evidence": {} if d is None else {"divergence_lr": d}}}
+                  for d in divergences]  # fmt: skip
+        scores = {p: {"autolr:default": {"regret": 0.5}} for p in finetune.PROTOCOLS}
+        return {"optimizer": optimizer, "new_head": True, "curves": curves, "oracle": dict.fromkeys(
+            finetune.PROTOCOLS, oracle), "scores": scores, "seed_swap_regret": dict.fromkeys(finetune.PROTOCOLS, 0.1)}
+
+    tasks = {"a": task(-3.0, "adam", [0.1, 0.1]), "b": task(-2.0, "sgd", [0.1, None])}
+    both = finetune.factor_bound(tasks, ["a", "b"])
+    assert both is not None
+    assert both["worst"] == pytest.approx(0.125, abs=1e-9) and both["factor"] == pytest.approx(10**-1.5)
+    assert both["seeds_without_reading"] == 1 and both["n_tasks"] == 2
+    assert finetune.factor_bound(tasks, ["a"])["worst"] == pytest.approx(0.0, abs=1e-9)  # type: ignore[index]
+    # autolr's pick (1e-3 on every seed) is the same reading for both: the same compromise
+    assert finetune.factor_bound(tasks, ["a", "b"], "autolr")["worst"] == pytest.approx(0.125, abs=1e-9)  # type: ignore[index]
+    rows = {r["group"]: r for r in finetune.factor_bounds(tasks, ["a", "b"])}
+    assert set(rows) == {"all", "adaptive, new head", "SGD, new head"}
+    assert rows["all"]["divergence_lr"]["worst"] == pytest.approx(0.125, abs=1e-9)
+    assert rows["SGD, new head"]["divergence_lr"]["worst"] == pytest.approx(0.0, abs=1e-9)
+    assert rows["SGD, new head"]["divergence_lr"]["factor"] == pytest.approx(0.1)
+    assert rows["all"]["autolr_worst"] == 0.5 and rows["all"]["resolution_worst"] == 0.1
+    tasks["b"]["curves"] = [{"suggestion": {"lr": None, "evidence": {}}}]
+    assert finetune.factor_bound(tasks, ["a", "b"]) is None  # a task with no reading at all
