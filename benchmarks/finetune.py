@@ -472,7 +472,8 @@ def factor_bound(
 
 
 def factor_bounds(tasks: dict[str, dict[str, Any]], names: Sequence[str]) -> list[dict[str, Any]]:
-    """:func:`factor_bound` for every anchor, on all of ``names`` and on each group of :func:`_bound_group`."""
+    """:func:`factor_bound` for every anchor, on all of ``names`` and on each group of :func:`_bound_group`, with
+    autolr's worst and mean regret, its mean confidence (0 for a seed it gave no LR) and the resolution's worst."""
     groups: dict[str, list[str]] = {"all": list(names)}
     for n in names:
         groups.setdefault(_bound_group(tasks[n]), []).append(n)
@@ -482,8 +483,12 @@ def factor_bounds(tasks: dict[str, dict[str, Any]], names: Sequence[str]) -> lis
         for anchor in BOUND_ANCHORS:
             row[anchor] = factor_bound(tasks, members, anchor)
         if all("autolr:default" in tasks[n]["scores"][p] for n in members for p in PROTOCOLS):
-            row["autolr_worst"] = max(tasks[n]["scores"][p]["autolr:default"]["regret"] for n in members
-                                      for p in PROTOCOLS)  # fmt: skip
+            ours = {p: [tasks[n]["scores"][p]["autolr:default"]["regret"] for n in members] for p in PROTOCOLS}
+            row["autolr_worst"] = max(max(v) for v in ours.values())
+            row["autolr_mean"] = {p: float(np.mean(v)) for p, v in ours.items()}
+            confidences = [float(sug["confidence"]) if (sug := c.get("suggestion") or {}).get("lr") is not None
+                           else 0.0 for n in members for c in tasks[n]["curves"]]  # fmt: skip
+            row["autolr_confidence"] = float(np.mean(confidences)) if confidences else None
         swaps = [tasks[n].get("seed_swap_regret", {}).get(p) for n in members for p in PROTOCOLS]
         row["resolution_worst"] = max((v for v in swaps if v is not None), default=None)
         rows.append(row)
@@ -674,15 +679,17 @@ def format_report(out: dict[str, Any], show_blind_autolr: bool = False) -> str:
         lines += ["", f"## {group}: how low can the worst case go? (`LR = factor x a sweep reading`, one factor per "
                   "group of tasks, fitted in hindsight to the very tasks it is scored on)", "",
                   "| tasks (what autolr knows before the sweep) | n | factor x divergence_lr: factor, worst "
-                  "| factor x autolr's pick: factor, worst | autolr: worst | resolution: worst |",
-                  "|---|---:|---|---|---:|---:|"]  # fmt: skip
+                  "| factor x autolr's pick: factor, worst | autolr: worst | resolution: worst | autolr: mean const "
+                  "/ warmup | autolr: mean confidence |", "|---|---:|---|---|---:|---:|---|---:|"]  # fmt: skip
         for row in bounds:
             cells = []
             for anchor in BOUND_ANCHORS:
                 b = row[anchor]
                 cells.append("—" if b is None else f"{b['factor']:.3g}, {b['worst']:.3f} ({b['worst_task']})")
+            mean = " / ".join(_f(row["autolr_mean"][p]) for p in PROTOCOLS) if "autolr_mean" in row else "—"
             lines.append(f"| {row['group']} | {row['n_tasks']} | " + " | ".join(cells)
-                         + f" | {_f(row.get('autolr_worst'))} | {_f(row['resolution_worst'])} |")  # fmt: skip
+                         + f" | {_f(row.get('autolr_worst'))} | {_f(row['resolution_worst'])} | {mean} | "
+                         f"{_f(row.get('autolr_confidence'), '.2f')} |")  # fmt: skip
     lines += ["", "## per task: oracle LR and each method's pick (geometric mean over seeds), "
               "log10(pick / oracle LR), regret; constant | warmup_linear", ""]  # fmt: skip
     for name, r in tasks.items():

@@ -282,8 +282,8 @@ def test_factor_bound_finds_the_best_single_factor_and_what_knowing_the_group_ga
     def task(best_x: float, optimizer: str, divergences: list[float | None]) -> dict[str, object]:
         losses = [1.0 + 0.25 * abs(math.log10(v) - best_x) for v in grid]
         oracle = {"grid": grid, "losses": losses, "best_loss": 1.0, "untrained_loss": 2.0}
-        curves = [{"suggestion": {"lr": 1e-3, "evidence": {} if d is None else {"divergence_lr": d}}}
-                  for d in divergences]  # fmt: skip
+        curves = [{"suggestion": {"lr": 1e-3, "confidence": 0.6, "evidence": {} if d is None else {
+            "divergence_lr": d}}} for d in divergences]  # fmt: skip
         scores = {p: {"autolr:default": {"regret": 0.5}} for p in finetune.PROTOCOLS}
         return {"optimizer": optimizer, "new_head": True, "curves": curves, "oracle": dict.fromkeys(
             finetune.PROTOCOLS, oracle), "scores": scores, "seed_swap_regret": dict.fromkeys(finetune.PROTOCOLS, 0.1)}
@@ -302,5 +302,9 @@ def test_factor_bound_finds_the_best_single_factor_and_what_knowing_the_group_ga
     assert rows["SGD, new head"]["divergence_lr"]["worst"] == pytest.approx(0.0, abs=1e-9)
     assert rows["SGD, new head"]["divergence_lr"]["factor"] == pytest.approx(0.1)
     assert rows["all"]["autolr_worst"] == 0.5 and rows["all"]["resolution_worst"] == 0.1
+    assert rows["all"]["autolr_mean"] == dict.fromkeys(finetune.PROTOCOLS, 0.5)
+    assert rows["all"]["autolr_confidence"] == pytest.approx(0.6)
     tasks["b"]["curves"] = [{"suggestion": {"lr": None, "evidence": {}}}]
     assert finetune.factor_bound(tasks, ["a", "b"]) is None  # a task with no reading at all
+    all_row = finetune.factor_bounds(tasks, ["a", "b"])[0]
+    assert all_row["autolr_confidence"] == pytest.approx(0.4)  # 0.6 on a's two seeds, 0 where no LR was given
