@@ -194,9 +194,14 @@ def interp_regret(
     """Cheap :func:`score_lr`: the oracle grid's seed-mean loss curve, interpolated linearly in log10(LR)
     (constant beyond the grid's ends), read at ``lr``. No training once the oracle is cached."""
     bench, task = bench or _bench(cache_dir), ft.get_task(task_name)
-    o = bench.oracle(task, protocol)
-    loss = float(np.interp(math.log10(lr), np.log10(o["grid"]), o["losses"]))
-    return regret(loss, o["best_loss"], o["untrained_loss"])
+    return grid_regret(bench.oracle(task, protocol), [math.log10(lr)])
+
+
+def grid_regret(oracle: dict[str, Any], log_lrs: Sequence[float] | np.ndarray) -> float:
+    """The regret of the mean, over ``log_lrs`` (log10 LRs, e.g. one per seed), of ``oracle``'s seed-mean loss curve
+    interpolated linearly in log10(LR) (constant beyond the grid's ends)."""
+    loss = float(np.mean(np.interp(log_lrs, np.log10(oracle["grid"]), oracle["losses"])))
+    return regret(loss, oracle["best_loss"], oracle["untrained_loss"])
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -391,6 +396,12 @@ def _method_order(names: Sequence[str]) -> list[str]:
 CONFIDENCE_BANDS = (0.0, 0.15, 0.3, 0.45, 0.6)
 
 
+def _pick_confidence(curve: dict[str, Any]) -> float:
+    """The confidence of a range test's suggestion; 0 when it gave no LR."""
+    sug = curve.get("suggestion") or {}
+    return float(sug["confidence"]) if sug.get("lr") is not None else 0.0
+
+
 def confidence_bands(tasks: dict[str, dict[str, Any]], names: Sequence[str]) -> list[dict[str, Any]]:
     """Is autolr's confidence informative? ``autolr:default``'s picks on ``names``, one per task and seed, grouped by
     the confidence of their suggestion (0 when it gave none), with what each pick's own run scored under each
@@ -401,9 +412,8 @@ def confidence_bands(tasks: dict[str, dict[str, Any]], names: Sequence[str]) -> 
         if "autolr:default" not in r["scores"][PROTOCOLS[0]]:
             continue
         for i, curve in enumerate(r["curves"]):  # in seed order, as the picks and their scores
-            sug = curve.get("suggestion") or {}
-            conf = float(sug["confidence"]) if sug.get("lr") is not None else 0.0
-            picks.append((conf, {p: r["scores"][p]["autolr:default"]["regret_per_seed"][i] for p in PROTOCOLS}))
+            scored = {p: r["scores"][p]["autolr:default"]["regret_per_seed"][i] for p in PROTOCOLS}
+            picks.append((_pick_confidence(curve), scored))
     rows = []
     edges = (*CONFIDENCE_BANDS, math.inf)
     for low, high in itertools.pairwise(edges):
@@ -438,7 +448,7 @@ def factor_bound(
     chosen in hindsight (the factor of :data:`BOUND_FACTORS` with the lowest worst case over both protocols)?
 
     ``anchor`` is a key of :data:`BOUND_ANCHORS`, read off each seed's sweep. Each seed's LR is scored on the
-    oracle grid's seed-mean loss curve, interpolated in log10(LR) (as :func:`interp_regret`), and the task's
+    oracle grid's seed-mean loss curve, interpolated in log10(LR) (:func:`grid_regret`), and the task's
     regret is that of the mean over seeds; a seed without a reading is left out (counted in
     ``seeds_without_reading``). An estimate for such rules only: optimistic in the factor, which is fitted to the
     very tasks it is scored on, and approximate in the score, which interpolates between grid LRs instead of
@@ -457,13 +467,8 @@ def factor_bound(
         missing += len(tasks[n]["curves"]) - len(vals)
 
     def worst(factor: float) -> tuple[float, str]:
-        out = []
-        for n in names:
-            for p in PROTOCOLS:
-                o = tasks[n]["oracle"][p]
-                loss = float(np.mean(np.interp(lrs[n] + math.log10(factor), np.log10(o["grid"]), o["losses"])))
-                out.append((regret(loss, o["best_loss"], o["untrained_loss"]), n))
-        return max(out)
+        shift = math.log10(factor)
+        return max((grid_regret(tasks[n]["oracle"][p], lrs[n] + shift), n) for n in names for p in PROTOCOLS)
 
     scored = [(worst(c), c) for c in BOUND_FACTORS]
     (value, task), factor = min(scored, key=lambda t: t[0][0])
@@ -486,8 +491,7 @@ def factor_bounds(tasks: dict[str, dict[str, Any]], names: Sequence[str]) -> lis
             ours = {p: [tasks[n]["scores"][p]["autolr:default"]["regret"] for n in members] for p in PROTOCOLS}
             row["autolr_worst"] = max(max(v) for v in ours.values())
             row["autolr_mean"] = {p: float(np.mean(v)) for p, v in ours.items()}
-            confidences = [float(sug["confidence"]) if (sug := c.get("suggestion") or {}).get("lr") is not None
-                           else 0.0 for n in members for c in tasks[n]["curves"]]  # fmt: skip
+            confidences = [_pick_confidence(c) for n in members for c in tasks[n]["curves"]]
             row["autolr_confidence"] = float(np.mean(confidences)) if confidences else None
         swaps = [tasks[n].get("seed_swap_regret", {}).get(p) for n in members for p in PROTOCOLS]
         row["resolution_worst"] = max((v for v in swaps if v is not None), default=None)
